@@ -1,0 +1,75 @@
+"""What a forked child does before its worker runs, and how it ends.
+
+`run_child` is called in the child right after fork() and never returns: it
+ends in os._exit whatever happens, so no supervisor code runs in the child.
+"""
+import logging
+import os
+import random
+import signal
+import sys
+import traceback
+
+from supervisor import linux
+from workers.kinds import KINDS
+
+HEARTBEAT_FD = 3
+SUPERVISOR_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+EXIT_PARENT_GONE = 75
+EXIT_UNCAUGHT = 70
+
+
+def run_child(spec, handed_over, heartbeat_w, log_w, parent_pid, handled_signals):
+    code = EXIT_UNCAUGHT
+    try:
+        _isolate(spec.name, heartbeat_w, log_w, parent_pid, handled_signals)
+        code = _work(spec, handed_over)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _isolate(name, heartbeat_w, log_w, parent_pid, handled_signals):
+    os.setpgid(0, 0)  # own process group: the supervisor signals the whole group
+    linux.set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(EXIT_PARENT_GONE)
+    signal.set_wakeup_fd(-1)
+    for signum in handled_signals:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())  # the parent blocked signals around fork
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log_w, 1)
+    os.dup2(log_w, 2)
+    os.dup2(heartbeat_w, HEARTBEAT_FD)
+    os.closerange(HEARTBEAT_FD + 1, os.sysconf("SC_OPEN_MAX"))
+    os.set_blocking(HEARTBEAT_FD, False)
+    for key in SUPERVISOR_ENV:
+        os.environ.pop(key, None)
+    linux.set_process_name(f"mdw:{name}")
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    random.seed()  # children must not share the parent's random sequence
+
+
+def _work(spec, handed_over):
+    from workers.context import WorkerContext
+
+    context = WorkerContext(spec, HEARTBEAT_FD, handed_over)
+    KINDS[spec.kind].load()(context)
+    return 0

@@ -1,0 +1,236 @@
+"""Configuration: embedded defaults, overridden key by key by one TOML file.
+
+`load(path)` returns a validated `Config` or raises `ConfigError` carrying one
+line per problem, each naming the key, the value and what is allowed. Unknown
+keys and sections are errors. Durations are seconds (int or float).
+"""
+import copy
+import dataclasses
+import importlib.resources
+import os
+import tomllib
+from pathlib import Path
+
+from workers.kinds import KINDS, NUMBER
+
+DEFAULT_STATE_DIR = "./var"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` holds one line per problem."""
+
+    def __init__(self, problems, source="config"):
+        self.problems = list(problems)
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(self.problems))
+
+
+def _positive(v):
+    return None if v > 0 else "a number > 0"
+
+
+def _non_negative(v):
+    return None if v >= 0 else "a number >= 0 (0 = off)"
+
+
+def _count(v):
+    return None if isinstance(v, int) and v >= 0 else "a whole number >= 0 (0 = off)"
+
+
+def _text(v):
+    return None if v.strip() else "a non-empty string"
+
+
+# key: (accepted types, check, may a [workers.NAME] table override it?)
+SUPERVISOR_KEYS = {
+    "state_dir": (str, _text, False),
+    "heartbeat_timeout": (NUMBER, _positive, True),
+    "startup_timeout": (NUMBER, _positive, True),
+    "stop_timeout": (NUMBER, _positive, True),
+    "backoff_initial": (NUMBER, _non_negative, True),
+    "backoff_max": (NUMBER, _non_negative, True),
+    "stable_after": (NUMBER, _non_negative, True),
+    "max_rss_mb": (NUMBER, _non_negative, True),
+    "stale_cycles": (NUMBER, _non_negative, True),
+    "escalate_after": (int, _count, False),
+    "escalate_window": (NUMBER, _positive, False),
+    "log_lines_per_second": (NUMBER, _positive, True),
+}
+PER_WORKER_KEYS = tuple(k for k, (_, _, per_worker) in SUPERVISOR_KEYS.items() if per_worker)
+WORKER_KEYS = {
+    "kind": (str, lambda v: None if v in KINDS else "one of " + ", ".join(sorted(KINDS)), False),
+    "interval": (NUMBER, _positive, False),
+    "enabled": (bool, None, False),
+}
+# Sections other issues' components read; their keys are validated by those components.
+SECTIONS = ("supervisor", "workers")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSpec:
+    """Everything the supervisor needs to run one child; equal specs mean 'unchanged' on reload."""
+
+    name: str
+    kind: str
+    interval: float
+    enabled: bool
+    state_dir: str
+    heartbeat_timeout: float
+    startup_timeout: float
+    stop_timeout: float
+    backoff_initial: float
+    backoff_max: float
+    stable_after: float
+    max_rss_mb: float
+    stale_cycles: float
+    log_lines_per_second: float
+    options: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    path: str  # the file it came from, or "" for the embedded defaults
+    state_dir: str
+    escalate_after: int
+    escalate_window: float
+    workers: dict  # name -> WorkerSpec, enabled or not
+    raw: dict  # the merged tables, for the components that own other sections
+
+    @property
+    def enabled_workers(self):
+        return {name: spec for name, spec in self.workers.items() if spec.enabled}
+
+
+def defaults():
+    text = importlib.resources.files("supervisor").joinpath("default_config.toml").read_text()
+    return tomllib.loads(text)
+
+
+def load(path=None, environ=None):
+    """Read `path` (or only the defaults when None) and validate the merged result."""
+    environ = os.environ if environ is None else environ
+    source = str(path) if path else "embedded defaults"
+    override = {}
+    if path:
+        try:
+            with open(path, "rb") as f:
+                override = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError([f"cannot read config file: {e.strerror}"], source) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError([f"not valid TOML: {e}"], source) from None
+    merged = merge(defaults(), override)
+    problems = []
+    config = _build(merged, override, str(path or ""), environ, problems)
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def merge(base, override):
+    """Deep-merge two TOML tables; `override` wins key by key."""
+    result = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _check(where, key, value, types, check, problems):
+    ok_type = isinstance(value, types) and not (isinstance(value, bool) and bool not in _as_tuple(types))
+    if not ok_type:
+        names = " or ".join(t.__name__ for t in _as_tuple(types))
+        problems.append(f"{where}.{key} = {value!r}: expected {names}")
+        return False
+    allowed = check(value) if check else None
+    if allowed:
+        problems.append(f"{where}.{key} = {value!r}: allowed is {allowed}")
+        return False
+    return True
+
+
+def _as_tuple(types):
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _build(merged, override, path, environ, problems):
+    for section in merged:
+        if section not in SECTIONS:
+            problems.append(f"[{section}]: unknown section; allowed are " + ", ".join(f"[{s}]" for s in SECTIONS))
+    sup = merged.get("supervisor", {})
+    for key, value in sup.items():
+        if key not in SUPERVISOR_KEYS:
+            problems.append(f"supervisor.{key} = {value!r}: unknown key; allowed are " + ", ".join(SUPERVISOR_KEYS))
+        else:
+            _check("supervisor", key, value, *SUPERVISOR_KEYS[key][:2], problems)
+    state_dir = sup.get("state_dir", DEFAULT_STATE_DIR)
+    if "state_dir" not in override.get("supervisor", {}) and environ.get("STATE_DIRECTORY"):
+        state_dir = environ["STATE_DIRECTORY"].split(":")[0]  # systemd's StateDirectory=
+    state_dir = os.path.abspath(state_dir) if isinstance(state_dir, str) else DEFAULT_STATE_DIR
+    workers = {}
+    tables = merged.get("workers", {})
+    if not isinstance(tables, dict):
+        problems.append("workers: expected tables [workers.NAME]")
+        tables = {}
+    for name, table in tables.items():
+        spec = _worker(name, table, sup, state_dir, problems)
+        if spec:
+            workers[name] = spec
+    if not problems and not any(s.enabled for s in workers.values()):
+        problems.append("workers: no worker is enabled; nothing to supervise")
+    if not problems:
+        _check_backoff_order(sup, workers, problems)
+    if problems:
+        return None
+    return Config(path, state_dir, sup["escalate_after"], float(sup["escalate_window"]), workers, merged)
+
+
+def _worker(name, table, sup, state_dir, problems):
+    where = f"workers.{name}"
+    if not isinstance(table, dict):
+        problems.append(f"{where} = {table!r}: expected a table [{where}]")
+        return None
+    if not name.replace("_", "").replace("-", "").isalnum() or len(name) > 32:
+        problems.append(f"[{where}]: worker names are letters, digits, '_' or '-', at most 32 characters")
+    kind_name = table.get("kind")
+    if kind_name is None:
+        problems.append(f"{where}.kind is missing: allowed is one of " + ", ".join(sorted(KINDS)))
+        return None
+    if "interval" not in table:
+        problems.append(f"{where}.interval is missing: seconds between cycles, a number > 0")
+    before = len(problems)
+    options = {}
+    kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    kind_options = kind.options if kind else {}
+    for key, value in table.items():
+        if key in WORKER_KEYS:
+            _check(where, key, value, *WORKER_KEYS[key][:2], problems)
+        elif key in PER_WORKER_KEYS:
+            _check(where, key, value, *SUPERVISOR_KEYS[key][:2], problems)
+        elif key in kind_options:
+            opt = kind_options[key]
+            if _check(where, key, value, opt.type, opt.check, problems):
+                options[key] = value
+        else:
+            allowed = list(WORKER_KEYS) + list(PER_WORKER_KEYS) + list(kind_options)
+            problems.append(f"{where}.{key} = {value!r}: unknown key; allowed are " + ", ".join(allowed))
+    if len(problems) > before:
+        return None
+    for key, opt in kind_options.items():
+        options.setdefault(key, copy.deepcopy(opt.default))
+    settings = {key: float(table.get(key, sup.get(key))) for key in PER_WORKER_KEYS}
+    return WorkerSpec(
+        name=name, kind=kind_name, interval=float(table["interval"]), enabled=table.get("enabled", True),
+        state_dir=state_dir, options=options, **settings,
+    )
+
+
+def _check_backoff_order(sup, workers, problems):
+    for spec in workers.values():
+        if spec.backoff_max < spec.backoff_initial:
+            problems.append(
+                f"workers.{spec.name}.backoff_max = {spec.backoff_max!r}: allowed is a number >= "
+                f"backoff_initial ({spec.backoff_initial!r})"
+            )

@@ -1,0 +1,328 @@
+"""The supervisor: one single-threaded loop over named steps.
+
+    run_once = wait_for_events -> handle_signals -> reap_children
+               -> check_children -> start_children -> notify_systemd
+
+Nothing here blocks except `wait_for_events`, and it never waits past the
+nearest deadline. Signals arrive as bytes on the wake-up fd (see host.py);
+they are handled here, by name, never inside a signal handler.
+"""
+import collections
+import logging
+import signal
+
+from supervisor import config as config_module
+from supervisor import protocol, status
+from supervisor.logs import ChildOutput
+from supervisor.states import PROCESS_STATES, RUNNING_STATES, WAITING_STATES, StopReason, WorkerState
+from supervisor.worker import Worker
+
+log = logging.getLogger("mdwd")
+S = WorkerState
+MAX_TICK = 1.0  # wake at least this often, to refresh the status countdowns
+RSS_CHECK_EVERY = 1.0
+HEARTBEAT_READ_LIMIT = 64 * 1024
+LOG_READ_LIMIT = 1024 * 1024  # per pass and child; a flood beyond it waits, blocked, in its own pipe
+
+
+class Channel:
+    """One pipe from a child: its heartbeat stream or its output stream."""
+
+    def __init__(self, worker, fd, kind, reader):
+        self.worker, self.fd, self.kind, self.reader = worker, fd, kind, reader
+
+
+class Supervisor:
+    def __init__(self, config, host, notifier, formatter, load_config=config_module.load):
+        self.config = config
+        self.host = host
+        self.notifier = notifier
+        self.formatter = formatter
+        self.load_config = load_config
+        now = host.now()
+        self.workers = {name: Worker(spec, now) for name, spec in config.enabled_workers.items()}
+        self.channels = {}  # fd -> Channel
+        self.by_pid = {}  # pid -> Worker
+        self.pending_signals = collections.deque()
+        self.shutting_down = False
+        self.failures = collections.deque()  # monotonic times of failed exits, for escalation
+        self.escalated = False
+
+    # -- the loop ----------------------------------------------------------
+
+    def run(self):
+        """Run until shut down; return the process exit code."""
+        self.host.install_signal_handlers()
+        log.info("supervising %d workers: %s", len(self.workers), ", ".join(self.workers))
+        try:
+            while not self.finished:
+                self.run_once()
+        except Exception:
+            log.critical("supervisor loop failed; killing every child", exc_info=True)
+            self.kill_all_now()
+            return 1
+        self.log_summary()
+        log.info("all children stopped; exiting")
+        return 0
+
+    @property
+    def finished(self):
+        return self.shutting_down and not any(w.has_process for w in self.workers.values())
+
+    def run_once(self):
+        self.wait_for_events(self.tick_timeout())
+        self.handle_signals()
+        self.reap_children()
+        self.check_children()
+        self.start_children()
+        self.notify_systemd()
+
+    def tick_timeout(self):
+        if self.pending_signals:
+            return 0.0
+        now = self.host.now()
+        deadlines = [w.next_deadline() for w in self.workers.values()]
+        deadlines.append(self.notifier.next_deadline())
+        nearest = min((d for d in deadlines if d is not None), default=now + MAX_TICK)
+        return min(MAX_TICK, max(0.0, nearest - now))
+
+    # -- step 1: events -----------------------------------------------------
+
+    def wait_for_events(self, timeout):
+        fds, signals = self.host.wait(timeout)
+        self.pending_signals.extend(signals)
+        for fd in fds:
+            channel = self.channels.get(fd)
+            if channel is not None:  # may have been closed earlier in this pass
+                self.read_channel(channel)
+
+    def read_channel(self, channel):
+        limit = HEARTBEAT_READ_LIMIT if channel.kind == "heartbeat" else LOG_READ_LIMIT
+        data = self.host.read(channel.fd, limit)
+        if data is None:
+            return
+        now = self.host.now()
+        if channel.kind == "log":
+            self.host.write_log((channel.reader.feed(data, now) if data else channel.reader.close(now)).encode())
+        elif data:
+            self.read_heartbeats(channel, data, now)
+        if not data:  # EOF: the child is exiting (or closed the pipe); the reap follows
+            self.close_channel(channel)
+
+    def read_heartbeats(self, channel, data, now):
+        worker = channel.worker
+        try:
+            for message in channel.reader.feed(data):
+                worker.on_message(message, now)
+        except protocol.ProtocolError as e:
+            self.close_channel(channel)
+            if worker.state in RUNNING_STATES:
+                self.stop_worker(worker, StopReason.PROTOCOL, str(e))
+
+    def close_channel(self, channel):
+        if self.channels.pop(channel.fd, None) is not None:
+            self.host.unwatch_and_close(channel.fd)
+
+    # -- step 2: signals ----------------------------------------------------
+
+    def handle_signals(self):
+        while self.pending_signals:
+            signum = self.pending_signals.popleft()
+            getattr(self, f"handle_{signal.Signals(signum).name[3:].lower()}")()
+
+    def handle_chld(self):
+        """A child ended: reap_children runs on every pass anyway."""
+
+    def handle_term(self):
+        """Stop every child gracefully (in parallel) and exit 0."""
+        self.begin_shutdown("SIGTERM")
+
+    def handle_int(self):
+        """Ctrl-C: like SIGTERM; a second one kills what is left at once."""
+        self.begin_shutdown("SIGINT")
+
+    def handle_quit(self):
+        """Quick shutdown: SIGKILL every child now."""
+        self.begin_shutdown("SIGQUIT")
+        self.kill_all_now()
+
+    def handle_hup(self):
+        """Re-read the config; restart only what changed; keep running on a bad config."""
+        self.reload()
+
+    def begin_shutdown(self, why):
+        if self.shutting_down:
+            log.warning("%s while stopping: killing what is left now", why)
+            self.kill_all_now()
+            return
+        log.info("%s: stopping %d workers", why, sum(w.has_process for w in self.workers.values()))
+        self.shutting_down = True
+        self.notifier.stopping(f"stopping ({why})")
+        now = self.host.now()
+        for worker in self.workers.values():
+            worker.wanted = False
+            if worker.state in RUNNING_STATES:
+                self.stop_worker(worker, StopReason.SHUTDOWN, f"supervisor got {why}")
+            elif worker.state in WAITING_STATES:
+                worker.on_stop_while_waiting(now)
+
+    def kill_all_now(self):
+        for worker in self.workers.values():
+            if worker.has_process:
+                self.host.signal_group(worker.pid, signal.SIGKILL)
+                self.host.signal_group(worker.pid, signal.SIGCONT)
+                worker.on_killed()
+
+    def reload(self):
+        try:
+            new = self.load_config(self.config.path or None)
+        except config_module.ConfigError as e:
+            for problem in e.problems:
+                log.error("reload: %s: %s", e.source, problem)
+            log.error("reload: config rejected; the running tree is kept unchanged")
+            return
+        now = self.host.now()
+        old_specs = {name: w.spec for name, w in self.workers.items()}
+        new_specs = new.enabled_workers
+        self.config = new
+        for name in old_specs.keys() - new_specs.keys():
+            self.retire(self.workers[name], now)
+        for name in new_specs.keys() - old_specs.keys():
+            self.workers[name] = Worker(new_specs[name], now)
+            log.info("reload: %s added", name)
+        for name in old_specs.keys() & new_specs.keys():
+            worker = self.workers[name]
+            worker.removed = False
+            if new_specs[name] != old_specs[name]:
+                worker.spec, worker.wanted = new_specs[name], True
+                log.info("reload: %s changed; restarting it", name)
+                if worker.state in RUNNING_STATES:
+                    self.stop_worker(worker, StopReason.CONFIG, "settings changed on reload")
+        log.info("reload: config %s applied", new.path or "(embedded defaults)")
+
+    def retire(self, worker, now):
+        log.info("reload: %s removed; stopping it", worker.name)
+        worker.wanted, worker.removed = False, True
+        if worker.state in RUNNING_STATES:
+            self.stop_worker(worker, StopReason.CONFIG, "removed from config")
+        elif worker.state in WAITING_STATES:
+            worker.on_stop_while_waiting(now)
+        if worker.state is S.STOPPED:
+            del self.workers[worker.name]
+
+    # -- step 3: reap -------------------------------------------------------
+
+    def reap_children(self):
+        for pid, wait_status in self.host.reap():
+            worker = self.by_pid.pop(pid, None)
+            if worker is None:
+                log.info("reaped pid %d, not one of our workers (an orphaned descendant)", pid)
+                continue
+            for channel in [c for c in self.channels.values() if c.worker is worker]:
+                self.read_channel(channel)  # the last words: a traceback, a final beat
+                self.close_channel(channel)
+            self.host.signal_group(pid, signal.SIGKILL)  # grandchildren left in its group die with it
+            now = self.host.now()
+            exit_ = worker.on_exited(wait_status, now)
+            if exit_.reason.is_failure:
+                self.failures.append(now)
+            log.log(logging.WARNING if exit_.reason.is_failure else logging.INFO,
+                    "%s: pid %d ended: %s; %s", worker.name, pid, exit_.describe(), status.next_step(worker, now))
+            if worker.removed and worker.state is S.STOPPED:
+                del self.workers[worker.name]
+
+    # -- step 4: check ------------------------------------------------------
+
+    def check_children(self):
+        now = self.host.now()
+        for worker in list(self.workers.values()):
+            if worker.state is S.STOPPING:
+                if not worker.killed and now >= worker.kill_at:
+                    log.warning("%s: pid %d still alive %.1fs after SIGTERM; sending SIGKILL to its group",
+                                worker.name, worker.pid, worker.spec.stop_timeout)
+                    self.host.signal_group(worker.pid, signal.SIGKILL)
+                    worker.on_killed()
+                continue
+            if worker.state not in RUNNING_STATES:
+                continue
+            stale = worker.staleness(now)
+            if stale is None and worker.spec.max_rss_mb > 0 and now >= worker.next_rss_check:
+                stale = self.check_memory(worker, now)
+            if stale is not None:
+                self.stop_worker(worker, *stale)
+
+    def check_memory(self, worker, now):
+        worker.next_rss_check = now + RSS_CHECK_EVERY
+        worker.rss_mb = self.host.tree_rss_mb(worker.pid)
+        if worker.rss_mb is not None and worker.rss_mb > worker.spec.max_rss_mb:
+            return StopReason.MEMORY, f"{worker.rss_mb:.0f} MiB resident > max_rss_mb {worker.spec.max_rss_mb:g}"
+        return None
+
+    def stop_worker(self, worker, reason, detail):
+        """SIGTERM (then SIGCONT, so a stopped child sees it) to the child's group; SIGKILL later."""
+        level = logging.WARNING if reason.is_failure else logging.INFO
+        log.log(level, "%s: stopping pid %d (%s: %s)", worker.name, worker.pid, reason.value, detail)
+        self.host.signal_group(worker.pid, signal.SIGTERM)
+        self.host.signal_group(worker.pid, signal.SIGCONT)
+        worker.on_stop_requested(reason, detail, self.host.now())
+
+    # -- step 5: start ------------------------------------------------------
+
+    def start_children(self):
+        if self.shutting_down:
+            return
+        now = self.host.now()
+        for worker in self.workers.values():
+            if worker.wanted and worker.state not in PROCESS_STATES and now >= worker.next_start_at:
+                self.spawn(worker, now)
+
+    def spawn(self, worker, now):
+        try:
+            pid, heartbeat_fd, log_fd = self.host.spawn(worker.spec, worker.handed_over)
+        except OSError as e:
+            worker.next_start_at = now + max(1.0, worker.spec.backoff_initial)
+            log.error("%s: cannot start a process (%s); retrying in %.1fs", worker.name, e, worker.next_start_at - now)
+            return
+        if worker.handed_over:
+            log.info("%s: handing '%s' to the new incarnation (its predecessor hung on it)",
+                     worker.name, " ".join(filter(None, worker.handed_over)))
+            worker.handed_over = None
+        worker.on_spawned(pid, now)
+        self.by_pid[pid] = worker
+        self.channels[heartbeat_fd] = Channel(worker, heartbeat_fd, "heartbeat", protocol.MessageDecoder())
+        output = ChildOutput(worker, self.formatter, now)
+        self.channels[log_fd] = Channel(worker, log_fd, "log", output)
+        log.info("%s: started pid %d (%s)", worker.name, pid, worker.spec.kind)
+
+    # -- step 6: systemd ----------------------------------------------------
+
+    def notify_systemd(self):
+        now = self.host.now()
+        line = status.summary(self.workers.values(), now)
+        if self.shutting_down:
+            return
+        if not self.notifier.ready and all(status.settled(w, now) for w in self.workers.values()):
+            log.info("ready: %s", line)
+            self.notifier.send_ready(line)
+        if self.check_escalation(now):
+            line = f"escalating: {len(self.failures)} failures within {self.config.escalate_window:g}s; " + line
+        self.notifier.set_status(line)
+        if not self.escalated:
+            self.notifier.watchdog_ping(now)
+
+    def check_escalation(self, now):
+        while self.failures and now - self.failures[0] > self.config.escalate_window:
+            self.failures.popleft()
+        limit = self.config.escalate_after
+        if limit and not self.escalated and len(self.failures) >= limit:
+            self.escalated = True
+            log.error("%d child failures within %gs (escalate_after %d): no longer feeding the systemd "
+                      "watchdog, so systemd restarts the whole service", len(self.failures),
+                      self.config.escalate_window, limit)
+            self.notifier.watchdog_trigger()
+        return self.escalated
+
+    def log_summary(self):
+        for worker in self.workers.values():
+            log.info("%s: %d restarts %s; longest heartbeat gap %.3fs", worker.name, worker.restarts,
+                     dict(worker.restarts_by_reason), worker.max_beat_gap)

@@ -1,0 +1,62 @@
+"""What a worker's code sees of its supervisor: settings, and a heartbeat pipe.
+
+A worker calls `beat(phase, item)` from its own work loop before each unit of
+work (never from a side thread: a stuck loop must go silent), `cycle(...)`
+after each cycle, and `idle(seconds)` between cycles. If the supervisor has
+gone away (the pipe is broken) the worker exits: nobody would watch it.
+"""
+import errno
+import logging
+import os
+import time
+
+from supervisor import protocol
+
+log = logging.getLogger("worker")
+EXIT_SUPERVISOR_GONE = 75
+
+
+class WorkerContext:
+    def __init__(self, spec, heartbeat_fd, handed_over=None):
+        self.spec = spec
+        self.name = spec.name
+        self.interval = spec.interval
+        self.options = dict(spec.options)
+        self.state_dir = spec.state_dir
+        # (phase, item) the previous incarnation was stuck on when it was killed, or None.
+        self.handed_over = tuple(handed_over) if handed_over else None
+        self._fd = heartbeat_fd
+        self.beats_dropped = 0
+        # Beat at least this often while idle, so that waiting between cycles never looks hung.
+        self.idle_beat_every = max(0.01, min(spec.interval, spec.heartbeat_timeout / 3))
+
+    def beat(self, phase, item=None):
+        self._send(protocol.encode_beat(phase, item))
+
+    def cycle(self, ok, duration, counts=None, error=None):
+        self._send(protocol.encode_cycle(ok, duration, counts, error))
+
+    def report(self, **fields):
+        """Worker-specific status (e.g. quarantined items) shown by the supervisor."""
+        self._send(protocol.encode_status(**fields))
+
+    def idle(self, seconds, phase="idle"):
+        """Sleep `seconds` between cycles, beating often enough to stay fresh."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.beat(phase)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, self.idle_beat_every))
+
+    def _send(self, data):
+        try:
+            os.write(self._fd, data)  # < PIPE_BUF: atomic, all or nothing
+        except BlockingIOError:
+            self.beats_dropped += 1  # the supervisor is not reading; it will see us as silent
+        except OSError as e:
+            if e.errno in (errno.EPIPE, errno.EBADF):
+                log.error("heartbeat pipe closed: the supervisor is gone; exiting")
+                os._exit(EXIT_SUPERVISOR_GONE)
+            raise
