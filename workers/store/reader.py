@@ -1,0 +1,254 @@
+"""The HTTP layer's side of the store: the queries of API.md, in SQL.
+
+Each call borrows a connection from a small pool (one connection is never
+used by two threads at once) and returns it afterwards, so a StoreReader can
+be shared by all threads of a threaded server without leaking a connection
+per short-lived thread. Connections are `PRAGMA query_only`. In WAL mode a
+reader does not wait for a writer: it reads the last committed snapshot.
+
+Rows come back as lists of plain dicts holding bool, int, float, str or None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sqlite3
+import threading
+from typing import Any, Callable, Iterator, Mapping, Optional
+
+from . import rows as R
+from . import schema
+from .errors import SchemaTooNewError, StoreError, describe_sqlite_error
+from .writer import utc_now
+
+__all__ = ["StoreReader", "DATASET_NAMES",
+           "WATCHLIST_ORDERS", "WHALE_SORTS", "MACD_FILTERS", "VPB_FILTERS", "TTM_FILTERS"]
+
+DATASET_NAMES = tuple(R.DATASETS)
+DEFAULT_READER_BUSY_TIMEOUT_MS = 1000
+MAX_LIMIT = 1000
+MAX_HOURS = 168
+_MAX_IDLE = 8
+
+# Allowed argument -> SQL (WHERE, ORDER BY). rowid keeps the writer's order last.
+WATCHLIST_ORDERS = {
+    "daily_change_pct": "daily_change_pct DESC, symbol",
+    "volume": "volume DESC, symbol",
+    "symbol": "symbol DESC",
+    "price": "price DESC, symbol",
+}
+WHALE_SORTS = {
+    "score": "whale_score DESC, detected_at DESC, rowid",
+    "time": "detected_at DESC, whale_score DESC, rowid",
+}
+MACD_FILTERS = {
+    "all": ("1", "scanned_at DESC, rowid"),
+    "bullish": ("bullish_cross = 1", "price_change_pct DESC, rowid"),
+    "bearish": ("bearish_cross = 1", "price_change_pct ASC, rowid"),
+}
+VPB_FILTERS = {
+    "all": ("1", "scanned_at DESC, rowid"),
+    "bullish": ("buy_signal = 1", "volume_surge_pct DESC, rowid"),
+    "bearish": ("sell_signal = 1", "volume_surge_pct DESC, rowid"),
+}
+TTM_FILTERS = {
+    "all": ("1", "scanned_at DESC, rowid"),
+    "active": ("signal = 'active'", "squeeze_duration DESC, momentum DESC, rowid"),
+    "fired": ("signal = 'fired'", "fire_date DESC, rowid"),
+    "bullish": ("fire_direction = 'bullish'", "fire_date DESC, rowid"),
+    "bearish": ("fire_direction = 'bearish'", "fire_date DESC, rowid"),
+}
+
+
+def _choice(name: str, value: Any, allowed: Mapping[str, Any]) -> Any:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return allowed[value]
+
+
+def _bounded(name: str, value: Any, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise ValueError(f"{name} must be an integer from 1 to {high}; got {value!r}")
+    return value
+
+
+class StoreReader:
+    """Reads the datasets from `<state_dir>/market_data.db` for the API.
+
+    Creating it creates/migrates the database if needed (so the API can
+    start before any worker); raises StoreError (SchemaTooNewError if the
+    database is newer than this code). `now` is the injected UTC clock used
+    for the whale-flow window and last_update ages.
+    """
+
+    def __init__(self, state_dir, *, now: Callable[[], dt.datetime] = utc_now,
+                 busy_timeout_ms: int = DEFAULT_READER_BUSY_TIMEOUT_MS):
+        self._now = now
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._closed = False
+        self.path: Optional[str] = None
+        with self._failures(None):
+            self.path = str(schema.database_path(state_dir))
+            conn = schema.connect(self.path, busy_timeout_ms=self._busy_timeout_ms)
+            try:
+                schema.migrate(conn, path=self.path)
+            finally:
+                conn.close()
+
+    # -- connections --------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the idle connections; borrowed ones close when returned."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def __enter__(self) -> "StoreReader":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _new_connection(self) -> sqlite3.Connection:
+        conn = schema.connect(self.path, busy_timeout_ms=self._busy_timeout_ms, query_only=True)
+        try:
+            schema.check_version(conn, path=self.path)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @contextlib.contextmanager
+    def _failures(self, dataset: Optional[str]) -> Iterator[None]:
+        try:
+            yield
+        except SchemaTooNewError as exc:
+            raise SchemaTooNewError(exc.found, exc.supported, path=exc.path,
+                                    dataset=dataset) from None
+        except (sqlite3.Error, OSError) as exc:
+            cause = describe_sqlite_error(exc, self._busy_timeout_ms)
+            raise StoreError(dataset, f"read failed: {cause}", path=self.path) from exc
+
+    @contextlib.contextmanager
+    def _connection(self, dataset: Optional[str]) -> Iterator[sqlite3.Connection]:
+        """Borrow a pooled connection; a connection that failed is closed, not reused."""
+        with self._failures(dataset):
+            with self._lock:
+                if self._closed:
+                    raise StoreError(dataset, "the reader is closed", path=self.path)
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._new_connection()
+            try:
+                yield conn
+            except BaseException:
+                conn.close()
+                raise
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            with self._lock:
+                keep = not self._closed and len(self._idle) < _MAX_IDLE
+                if keep:
+                    self._idle.append(conn)
+            if not keep:
+                conn.close()
+
+    def _select(self, dataset: str, where: str, order: str, limit: int,
+                params: tuple = ()) -> list[dict[str, Any]]:
+        names = ", ".join(c.name for c in R.DATASETS[dataset])
+        sql = f"SELECT {names} FROM {dataset} WHERE {where} ORDER BY {order} LIMIT ?"
+        with self._connection(dataset) as conn:
+            fetched = conn.execute(sql, (*params, limit)).fetchall()
+        return [R.from_db_row(dataset, row) for row in fetched]
+
+    # -- the endpoints ------------------------------------------------------
+
+    def watchlist(self, order_by: str = "daily_change_pct", limit: int = 20) -> list[dict]:
+        """Rows by `order_by` descending (daily_change_pct, volume, symbol, price)."""
+        order = _choice("order_by", order_by, WATCHLIST_ORDERS)
+        return self._select("watchlist", "1", order, _bounded("limit", limit, MAX_LIMIT))
+
+    def whale_flows(self, sort_by: str = "score", limit: int = 10, hours: int = 6) -> list[dict]:
+        """Flows detected in the last `hours`, by whale_score or detected_at descending."""
+        order = _choice("sort_by", sort_by, WHALE_SORTS)
+        limit = _bounded("limit", limit, MAX_LIMIT)
+        hours = _bounded("hours", hours, MAX_HOURS)
+        cutoff = R.format_ts(R.utc(self._now()) - dt.timedelta(hours=hours))
+        return self._select(R.WHALE_FLOWS, "detected_at >= ?", order, limit, (cutoff,))
+
+    def macd(self, filter: str = "all", limit: int = 20) -> list[dict]:
+        """all: newest scan first; bullish/bearish crosses by price_change_pct desc/asc."""
+        where, order = _choice("filter", filter, MACD_FILTERS)
+        return self._select("macd_scanner", where, order, _bounded("limit", limit, MAX_LIMIT))
+
+    def vpb(self, filter: str = "all", limit: int = 20) -> list[dict]:
+        """all: newest first; bullish=buy_signal, bearish=sell_signal by volume_surge_pct desc."""
+        where, order = _choice("filter", filter, VPB_FILTERS)
+        return self._select("vpb_scanner", where, order, _bounded("limit", limit, MAX_LIMIT))
+
+    def ttm(self, filter: str = "all", limit: int = 20) -> list[dict]:
+        """active by squeeze_duration, momentum desc; fired/bullish/bearish by fire_date desc."""
+        where, order = _choice("filter", filter, TTM_FILTERS)
+        return self._select("ttm_squeeze_scanner", where, order,
+                            _bounded("limit", limit, MAX_LIMIT))
+
+    def stats(self) -> dict[str, Any]:
+        """Row counts per dataset and every last_update row, newest first (one snapshot)."""
+        with self._connection(None) as conn:
+            conn.execute("BEGIN")
+            counts = {f"{name}_count": conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                      for name in DATASET_NAMES}
+            updates = conn.execute(
+                "SELECT key, value, updated_at FROM last_update "
+                "ORDER BY updated_at DESC, key").fetchall()
+            conn.execute("COMMIT")
+        counts["last_updates"] = [
+            {"key": str(k), "value": str(v), "updated_at": str(u)} for k, v, u in updates]
+        return counts
+
+    def last_update(self, stale_after: Optional[Mapping[str, float]] = None
+                    ) -> dict[str, Optional[dict[str, Any]]]:
+        """Per dataset {value, updated_at, age_s, stale}, or None if never written.
+
+        `stale_after` maps a dataset to the age in seconds beyond which it is
+        stale; a dataset not in it is never stale.
+        """
+        limits = dict(stale_after or {})
+        unknown = sorted(set(limits) - set(DATASET_NAMES))
+        if unknown:
+            raise ValueError(f"stale_after has unknown dataset {unknown[0]!r} "
+                             f"(allowed: {', '.join(DATASET_NAMES)})")
+        now = R.utc(self._now())
+        with self._connection(None) as conn:
+            found = {key: (value, updated_at) for key, value, updated_at in conn.execute(
+                "SELECT key, value, updated_at FROM last_update WHERE key IN (%s)"
+                % ", ".join("?" for _ in DATASET_NAMES), DATASET_NAMES)}
+        out: dict[str, Optional[dict[str, Any]]] = {}
+        for name in DATASET_NAMES:
+            if name not in found:
+                out[name] = None
+                continue
+            value, updated_at = found[name]
+            age = round(max(0.0, (now - _moment(value, updated_at)).total_seconds()), 3)
+            limit = limits.get(name)
+            out[name] = {"value": str(value), "updated_at": str(updated_at), "age_s": age,
+                         "stale": bool(limit is not None and age > limit)}
+        return out
+
+
+def _moment(value: str, updated_at: str) -> dt.datetime:
+    """When a last_update row was written: its ISO value, else its updated_at."""
+    for text in (value, updated_at):
+        try:
+            moment = dt.datetime.fromisoformat(str(text))
+        except ValueError:
+            continue
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        return moment.astimezone(dt.timezone.utc)
+    return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
