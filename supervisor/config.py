@@ -108,7 +108,6 @@ def defaults():
 
 def load(path=None, environ=None):
     """Read `path` (or only the defaults when None) and validate the merged result."""
-    environ = os.environ if environ is None else environ
     source = str(path) if path else "embedded defaults"
     override = {}
     if path:
@@ -119,9 +118,15 @@ def load(path=None, environ=None):
             raise ConfigError([f"cannot read config file: {e.strerror}"], source) from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError([f"not valid TOML: {e}"], source) from None
+    return from_tables(override, str(path or ""), environ, source)
+
+
+def from_tables(override, path="", environ=None, source="config"):
+    """Validate `override` (parsed TOML tables) merged over the embedded defaults."""
+    environ = os.environ if environ is None else environ
     merged = merge(defaults(), override)
     problems = []
-    config = _build(merged, override, str(path or ""), environ, problems)
+    config = _build(merged, override, path, environ, problems)
     if problems:
         raise ConfigError(problems, source)
     return config
@@ -181,7 +186,7 @@ def _build(merged, override, path, environ, problems):
     if not problems and not any(s.enabled for s in workers.values()):
         problems.append("workers: no worker is enabled; nothing to supervise")
     if not problems:
-        _check_backoff_order(sup, workers, problems)
+        _check_backoff_order(workers, problems)
     if problems:
         return None
     return Config(path, state_dir, sup["escalate_after"], float(sup["escalate_window"]), workers, merged)
@@ -227,7 +232,7 @@ def _worker(name, table, sup, state_dir, problems):
     )
 
 
-def _check_backoff_order(sup, workers, problems):
+def _check_backoff_order(workers, problems):
     for spec in workers.values():
         if spec.backoff_max < spec.backoff_initial:
             problems.append(

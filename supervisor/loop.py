@@ -82,7 +82,8 @@ class Supervisor:
             return 0.0
         now = self.host.now()
         deadlines = [w.next_deadline() for w in self.workers.values()]
-        deadlines.append(self.notifier.next_deadline())
+        if not self.escalated:
+            deadlines.append(self.notifier.next_deadline())
         nearest = min((d for d in deadlines if d is not None), default=now + MAX_TICK)
         return min(MAX_TICK, max(0.0, nearest - now))
 
