@@ -128,6 +128,20 @@ def test_dataframe_with_numpy_types_and_nan_comes_back_json_ready(writer, reader
     assert all(type(v) in (str, int, float, type(None)) for r in rows for v in r.values())
 
 
+def test_numpy_booleans_and_nullable_pandas_dtypes_are_accepted(writer, reader):
+    writer.replace_snapshot("macd_scanner", [
+        macd("A", np.float32(1.5), bull=np.True_, bear=np.False_, macd=np.int64(2))])
+    frame = pd.DataFrame([vpb("B", 10.0, buy=True)]).astype(
+        {"buy_signal": "boolean", "current_volume": "Int64", "volume_surge_pct": "Float64"})
+    frame.loc[0, "volume_surge_pct"] = pd.NA
+    writer.replace_snapshot("vpb_scanner", frame)
+
+    [m] = reader.macd()
+    assert (m["bullish_cross"], m["bearish_cross"], m["macd"]) == (True, False, 2.0)
+    [v] = reader.vpb()
+    assert (v["buy_signal"], v["current_volume"], v["volume_surge_pct"]) == (True, 123456, None)
+
+
 def test_whale_flows_sort_by_score_or_time_within_the_hours_window(writer, reader, clock):
     writer.record_whale_flows([
         flow("SPY", strike=500, score=30, detected_at=T0 - dt.timedelta(hours=5)),

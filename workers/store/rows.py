@@ -32,14 +32,16 @@ class Column:
     choices: tuple[str, ...] = ()
 
 
-def _cols(spec: str) -> tuple[Column, ...]:
-    """'name:kind[!]' words; '!' marks NOT NULL (key fields and booleans)."""
+def _cols(spec: str, **choices: tuple[str, ...]) -> tuple[Column, ...]:
+    """'name:kind[!]' words; '!' marks NOT NULL. Booleans and timestamps are
+    always NOT NULL; `choices` lists the allowed values of a text column."""
     out = []
     for word in spec.split():
         name, kind = word.split(":")
         required = kind.endswith("!")
         kind = kind.rstrip("!")
-        out.append(Column(name, kind, nullable=not (required or kind in (BOOL, TS))))
+        out.append(Column(name, kind, nullable=not (required or kind in (BOOL, TS)),
+                          choices=choices.get(name, ())))
     return tuple(out)
 
 
@@ -48,12 +50,10 @@ DATASETS: dict[str, tuple[Column, ...]] = {
     "watchlist": _cols(
         "symbol:text! price:real daily_change:real daily_change_pct:real volume:int "
         "updated_at:timestamp"),
-    WHALE_FLOWS: tuple(
-        Column("type", TEXT, nullable=False, choices=("CALL", "PUT")) if c.name == "type" else c
-        for c in _cols(
-            "symbol:text! type:text! strike:real! whale_score:real volume:int "
-            "open_interest:int vol_oi:real premium:real delta:real expiry:date! dte:int "
-            "detected_at:timestamp iv:real underlying_price:real")),
+    WHALE_FLOWS: _cols(
+        "symbol:text! type:text! strike:real! whale_score:real volume:int "
+        "open_interest:int vol_oi:real premium:real delta:real expiry:date! dte:int "
+        "detected_at:timestamp iv:real underlying_price:real", type=("CALL", "PUT")),
     "macd_scanner": _cols(
         "symbol:text! price:real price_change:real price_change_pct:real macd:real "
         "signal:real histogram:real bullish_cross:bool bearish_cross:bool trend:text "
@@ -97,6 +97,11 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
+def _is_bool(value: Any) -> bool:
+    """bool, or a numpy boolean scalar (its type name differs across numpy versions)."""
+    return isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"
+
+
 def _convert(col: Column, value: Any) -> Any:
     """One value to its SQLite form; raise ValueError with the reason."""
     if _is_missing(value) or (isinstance(value, float) and math.isinf(value)):
@@ -114,14 +119,13 @@ def _convert(col: Column, value: Any) -> Any:
                 raise ValueError(f"must be one of {', '.join(col.choices)}, got {value!r}")
         return text
     if kind == BOOL:
-        if isinstance(value, numbers.Integral) and int(value) in (0, 1):
-            return int(value)  # bool and numpy.bool_ are Integral too
-        if type(value).__name__ == "bool_":
+        if _is_bool(value):
             return int(bool(value))
+        if isinstance(value, numbers.Integral) and int(value) in (0, 1):
+            return int(value)
         raise ValueError(f"must be a boolean, got {value!r}")
     if kind in (REAL, INT):
-        if isinstance(value, bool) or type(value).__name__ == "bool_" \
-                or not isinstance(value, numbers.Real):
+        if _is_bool(value) or not isinstance(value, numbers.Real):
             raise ValueError(f"must be a number, got {value!r}")
         number = float(value)
         if math.isinf(number):
