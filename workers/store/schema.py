@@ -23,7 +23,7 @@ from .errors import SchemaTooNewError
 
 __all__ = [
     "DB_FILENAME", "MIGRATIONS", "SCHEMA_VERSION", "database_path",
-    "connect", "migrate", "schema_version",
+    "check_version", "connect", "migrate", "schema_version",
 ]
 
 DB_FILENAME = "market_data.db"
