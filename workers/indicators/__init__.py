@@ -1,0 +1,14 @@
+"""Vectorised technical indicators for the MACD, VPB and TTM Squeeze scanners.
+
+Inputs are wide frames (index: ascending trading dates, columns: symbols, float64);
+a symbol with a shorter history has NaN in its leading rows and its indicators start
+at its own first valid bar.  ``compute_*`` return per-bar frames, ``*_arrays`` the same
+on NumPy arrays, and ``scan_*`` one row per symbol for the last bar with the API fields
+of its scanner (without ``scanned_at``, which the writer stamps); symbols without
+enough history are left out of a scan.
+"""
+from .macd import MACD_FIELDS, MACDResult, compute_macd, macd_arrays, macd_lookback, scan_macd
+
+__all__ = [
+    "MACD_FIELDS", "MACDResult", "compute_macd", "macd_arrays", "macd_lookback", "scan_macd",
+]
