@@ -16,7 +16,7 @@ from workers.kinds import KINDS
 HEARTBEAT_FD = 3
 SUPERVISOR_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 EXIT_PARENT_GONE = 75
-EXIT_UNCAUGHT = 70
+EXIT_UNCAUGHT = 1  # as the interpreter itself exits on an uncaught exception
 
 
 def run_child(spec, handed_over, heartbeat_w, log_w, parent_pid, handled_signals):

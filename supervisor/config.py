@@ -165,11 +165,13 @@ def _build(merged, override, path, environ, problems):
         if section not in SECTIONS:
             problems.append(f"[{section}]: unknown section; allowed are " + ", ".join(f"[{s}]" for s in SECTIONS))
     sup = merged.get("supervisor", {})
+    before = len(problems)
     for key, value in sup.items():
         if key not in SUPERVISOR_KEYS:
             problems.append(f"supervisor.{key} = {value!r}: unknown key; allowed are " + ", ".join(SUPERVISOR_KEYS))
         else:
             _check("supervisor", key, value, *SUPERVISOR_KEYS[key][:2], problems)
+    supervisor_ok = len(problems) == before
     state_dir = sup.get("state_dir", DEFAULT_STATE_DIR)
     if "state_dir" not in override.get("supervisor", {}) and environ.get("STATE_DIRECTORY"):
         state_dir = environ["STATE_DIRECTORY"].split(":")[0]  # systemd's StateDirectory=
@@ -180,7 +182,7 @@ def _build(merged, override, path, environ, problems):
         problems.append("workers: expected tables [workers.NAME]")
         tables = {}
     for name, table in tables.items():
-        spec = _worker(name, table, sup, state_dir, problems)
+        spec = _worker(name, table, sup, state_dir, problems, supervisor_ok)
         if spec:
             workers[name] = spec
     if not problems and not any(s.enabled for s in workers.values()):
@@ -192,7 +194,7 @@ def _build(merged, override, path, environ, problems):
     return Config(path, state_dir, sup["escalate_after"], float(sup["escalate_window"]), workers, merged)
 
 
-def _worker(name, table, sup, state_dir, problems):
+def _worker(name, table, sup, state_dir, problems, supervisor_ok):
     where = f"workers.{name}"
     if not isinstance(table, dict):
         problems.append(f"{where} = {table!r}: expected a table [{where}]")
@@ -203,9 +205,9 @@ def _worker(name, table, sup, state_dir, problems):
     if kind_name is None:
         problems.append(f"{where}.kind is missing: allowed is one of " + ", ".join(sorted(KINDS)))
         return None
+    before = len(problems)
     if "interval" not in table:
         problems.append(f"{where}.interval is missing: seconds between cycles, a number > 0")
-    before = len(problems)
     options = {}
     kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
     kind_options = kind.options if kind else {}
@@ -221,7 +223,7 @@ def _worker(name, table, sup, state_dir, problems):
         else:
             allowed = list(WORKER_KEYS) + list(PER_WORKER_KEYS) + list(kind_options)
             problems.append(f"{where}.{key} = {value!r}: unknown key; allowed are " + ", ".join(allowed))
-    if len(problems) > before:
+    if len(problems) > before or not supervisor_ok:
         return None
     for key, opt in kind_options.items():
         options.setdefault(key, copy.deepcopy(opt.default))

@@ -1,0 +1,18 @@
+import pytest
+
+from tests.proctree import Tree
+
+
+@pytest.fixture
+def make_tree(tmp_path):
+    """Create real supervisor trees; every process they started is killed when the test ends."""
+    trees = []
+
+    def make(workers, **supervisor):
+        tree = Tree(tmp_path, workers, **supervisor)
+        trees.append(tree)
+        return tree
+
+    yield make
+    for tree in trees:
+        tree.kill_everything()

@@ -21,6 +21,8 @@ def run(ctx):
     for module in opts["import_modules"]:
         importlib.import_module(module)
     mode = opts["mode"]
+    inherited = sorted(k for k in os.environ if k.startswith(("NOTIFY_SOCKET", "WATCHDOG_", "LISTEN_")))
+    log.info("started in mode %s; systemd variables inherited: %s", mode, ", ".join(inherited) or "none")
     if mode == "crash_at_start":
         log.error("crashing at start on purpose")
         sys.exit(1)

@@ -1,0 +1,132 @@
+"""Run a real supervisor tree in a test, and make sure nothing of it survives the test.
+
+Every process of a tree carries MDW_TEST_TAG=<unique> in its environment
+(children inherit it), so the finalizer finds and SIGKILLs all of them, even
+grandchildren that escaped their process group. Waiting is always polling with
+a deadline, never a bare sleep.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+from tests import configs
+
+SYSTEMD_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "STATE_DIRECTORY",
+                "RUNTIME_DIRECTORY")
+
+
+def poll(condition, timeout, interval=0.02, what="condition"):
+    """Call `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
+        time.sleep(interval)
+
+
+def tagged_pids(tag):
+    """Every live process whose environment carries MDW_TEST_TAG=tag."""
+    needle = f"MDW_TEST_TAG={tag}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    if psutil.Process(int(entry)).status() != psutil.STATUS_ZOMBIE:
+                        found.append(int(entry))
+        except (OSError, psutil.Error):
+            continue
+    return found
+
+
+class Tree:
+    def __init__(self, tmp_path, workers, **supervisor):
+        self.dir = Path(tmp_path)
+        self.tag = uuid.uuid4().hex
+        self.config_path = self.dir / "mdwd.toml"
+        self.log_path = self.dir / "mdwd.log"
+        self.proc = None
+        supervisor.setdefault("state_dir", str(self.dir / "state"))
+        self.write_config(workers, **supervisor)
+
+    def write_config(self, workers, **supervisor):
+        supervisor.setdefault("state_dir", str(self.dir / "state"))
+        self.config_path.write_text(configs.to_toml(configs.tables(workers, **supervisor)))
+
+    def start(self, **env):
+        environ = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARS}
+        environ.update(env, MDW_TEST_TAG=self.tag, PYTHONUNBUFFERED="1")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "supervisor", "--config", str(self.config_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, env=environ,
+                start_new_session=True,
+            )
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, pattern, timeout=10.0, count=1):
+        """The `count`-th match of regex `pattern` in the supervisor's output."""
+        def found():
+            matches = list(re.finditer(pattern, self.log()))
+            return matches[count - 1] if len(matches) >= count else None
+        return poll(found, timeout, what=lambda: f"{pattern!r} x{count} in the log:\n{self.log()[-3000:]}")
+
+    def beat_pids(self, beat_log):
+        path = self.dir / beat_log
+        if not path.exists():
+            return []
+        return list(dict.fromkeys(int(line.split()[0]) for line in path.read_text().splitlines() if line.strip()))
+
+    def max_beat_gap(self, beat_log, pid=None):
+        times = [float(t) for p, t in (line.split() for line in (self.dir / beat_log).read_text().splitlines())
+                 if pid is None or int(p) == pid]
+        return max(b - a for a, b in zip(times, times[1:]))
+
+    def zombies(self):
+        try:
+            return [c.pid for c in psutil.Process(self.pid).children() if c.status() == psutil.STATUS_ZOMBIE]
+        except psutil.NoSuchProcess:
+            return []
+
+    def signal(self, signum):
+        os.kill(self.pid, signum)
+
+    def stop(self, timeout=10.0):
+        """SIGTERM the supervisor and return its exit code."""
+        self.signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def survivors(self):
+        return tagged_pids(self.tag)
+
+    def kill_everything(self):
+        for pid in self.survivors():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(5)

@@ -1,0 +1,86 @@
+"""Configuration: defaults, key-by-key overrides, and errors that name key, value and what is allowed."""
+import subprocess
+import sys
+
+import pytest
+
+from supervisor import config as config_module
+from tests import configs
+
+
+def check(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return subprocess.run([sys.executable, "-m", "supervisor", "--check-config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_embedded_defaults_are_valid_and_run_something():
+    config = config_module.load(None, environ={})
+    assert config.enabled_workers
+    assert config.state_dir.endswith("/var")
+
+
+def test_file_overrides_defaults_key_by_key():
+    config = config_module.from_tables({"supervisor": {"heartbeat_timeout": 10}}, environ={})
+    defaults = config_module.load(None, environ={})
+    assert set(config.enabled_workers) == set(defaults.enabled_workers)
+    assert all(spec.heartbeat_timeout == 10.0 for spec in config.workers.values())
+
+
+def test_worker_table_overrides_supervisor_settings_for_that_worker_only():
+    config = configs.build({"a": {"kind": "faulty", "interval": 1, "heartbeat_timeout": 0.5},
+                            "b": {"kind": "faulty", "interval": 1}}, heartbeat_timeout=3)
+    assert config.workers["a"].heartbeat_timeout == 0.5
+    assert config.workers["b"].heartbeat_timeout == 3.0
+
+
+def test_state_dir_comes_from_systemd_unless_configured():
+    assert config_module.load(None, environ={"STATE_DIRECTORY": "/var/lib/mdw"}).state_dir == "/var/lib/mdw"
+    configured = config_module.from_tables({"supervisor": {"state_dir": "/srv/x"}}, environ={"STATE_DIRECTORY": "/v"})
+    assert configured.state_dir == "/srv/x"
+
+
+def test_enabled_false_switches_a_default_worker_off():
+    name = next(iter(config_module.defaults()["workers"]))
+    tables = configs.tables({"extra": {"kind": "faulty", "interval": 1}})
+    tables["workers"][name] = {"enabled": False}
+    assert name not in config_module.from_tables(tables).enabled_workers
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[supervisor]\nheartbeat_timeout = 0\n", "supervisor.heartbeat_timeout = 0: allowed is a number > 0"),
+    ("[supervisor]\nheartbeat_timout = 5\n", "supervisor.heartbeat_timout = 5: unknown key; allowed are state_dir"),
+    ("[supervisor]\nstop_timeout = 'soon'\n", "supervisor.stop_timeout = 'soon': expected int or float"),
+    ("[supervisor]\nescalate_after = true\n", "supervisor.escalate_after = True: expected int"),
+    ("[workers.x]\nkind = 'nope'\ninterval = 1\n", "workers.x.kind = 'nope': allowed is one of "),
+    ("[workers.x]\nkind = 'faulty'\n", "workers.x.interval is missing"),
+    ("[workers.x]\nkind = 'faulty'\ninterval = 1\nmode = 'explode'\n", "workers.x.mode = 'explode': allowed is one of healthy"),
+    ("[workers.x]\nkind = 'faulty'\ninterval = 1\ncolour = 1\n", "workers.x.colour = 1: unknown key; allowed are kind"),
+    ("[workers.x]\nkind = 'faulty'\ninterval = 1\nbackoff_initial = 9\nbackoff_max = 2\n",
+     "workers.x.backoff_max = 2.0: allowed is a number >= backoff_initial (9.0)"),
+    ("[sueprvisor]\n", "[sueprvisor]: unknown section"),
+    ("this is = = not toml", "not valid TOML"),
+])
+def test_check_config_names_key_value_and_what_is_allowed(tmp_path, text, expected):
+    result = check(tmp_path, text)
+    assert result.returncode == 2
+    assert expected in result.stderr, result.stderr
+
+
+def test_check_config_reports_every_problem_one_per_line(tmp_path):
+    result = check(tmp_path, "[supervisor]\nheartbeat_timeout = -1\nstop_timeout = -2\nfoo = 3\n")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 3
+
+
+def test_check_config_accepts_a_good_file(tmp_path):
+    result = check(tmp_path, "[supervisor]\nheartbeat_timeout = 10\n")
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "supervisor", "--check-config", str(tmp_path / "none.toml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "cannot read config file: No such file or directory" in result.stderr
