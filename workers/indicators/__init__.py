@@ -8,7 +8,9 @@ of its scanner (without ``scanned_at``, which the writer stamps); symbols withou
 enough history are left out of a scan.
 """
 from .macd import MACD_FIELDS, MACDResult, compute_macd, macd_arrays, macd_lookback, scan_macd
+from .vpb import VPB_FIELDS, VPBResult, compute_vpb, scan_vpb, vpb_arrays
 
 __all__ = [
     "MACD_FIELDS", "MACDResult", "compute_macd", "macd_arrays", "macd_lookback", "scan_macd",
+    "VPB_FIELDS", "VPBResult", "compute_vpb", "scan_vpb", "vpb_arrays",
 ]
