@@ -8,9 +8,11 @@ of its scanner (without ``scanned_at``, which the writer stamps); symbols withou
 enough history are left out of a scan.
 """
 from .macd import MACD_FIELDS, MACDResult, compute_macd, macd_arrays, macd_lookback, scan_macd
+from .ttm import TTM_FIELDS, TTMResult, compute_ttm, scan_ttm, ttm_arrays
 from .vpb import VPB_FIELDS, VPBResult, compute_vpb, scan_vpb, vpb_arrays
 
 __all__ = [
     "MACD_FIELDS", "MACDResult", "compute_macd", "macd_arrays", "macd_lookback", "scan_macd",
+    "TTM_FIELDS", "TTMResult", "compute_ttm", "scan_ttm", "ttm_arrays",
     "VPB_FIELDS", "VPBResult", "compute_vpb", "scan_vpb", "vpb_arrays",
 ]
