@@ -37,8 +37,12 @@ def check_config(path):
 
 def preload(config):
     """Import every worker's code before forking, so children share it copy-on-write."""
+    import importlib
+
     from workers.kinds import KINDS
 
+    for module in config.preload:
+        importlib.import_module(module)
     for kind in sorted({spec.kind for spec in config.workers.values()}):
         KINDS[kind].load()
 
@@ -65,7 +69,11 @@ def main(argv=None):
             logging.getLogger("mdwd").error("%s: %s", e.source, problem)
         return EXIT_BAD_CONFIG
     os.makedirs(config.state_dir, exist_ok=True)
-    preload(config)
+    try:
+        preload(config)
+    except ImportError as e:
+        logging.getLogger("mdwd").error("preload: cannot import %s: %s", e.name, e)
+        return EXIT_BAD_CONFIG
     supervisor = Supervisor(config, host, SystemdNotifier(host.now()), LineFormatter(journal))
     return supervisor.run()
 

@@ -37,6 +37,11 @@ def _count(v):
     return None if isinstance(v, int) and v >= 0 else "a whole number >= 0 (0 = off)"
 
 
+def _module_names(v):
+    ok = all(isinstance(m, str) and m.replace(".", "").replace("_", "").isalnum() for m in v)
+    return None if ok else "a list of importable module names, e.g. [\"pandas\"]"
+
+
 def _text(v):
     return None if v.strip() else "a non-empty string"
 
@@ -55,6 +60,7 @@ SUPERVISOR_KEYS = {
     "escalate_after": (int, _count, False),
     "escalate_window": (NUMBER, _positive, False),
     "log_lines_per_second": (NUMBER, _positive, True),
+    "preload": (list, _module_names, False),
 }
 PER_WORKER_KEYS = tuple(k for k, (_, _, per_worker) in SUPERVISOR_KEYS.items() if per_worker)
 WORKER_KEYS = {
@@ -93,6 +99,7 @@ class Config:
     state_dir: str
     escalate_after: int
     escalate_window: float
+    preload: tuple  # modules imported before forking, shared copy-on-write by every child
     workers: dict  # name -> WorkerSpec, enabled or not
     raw: dict  # the merged tables, for the components that own other sections
 
@@ -191,7 +198,8 @@ def _build(merged, override, path, environ, problems):
         _check_backoff_order(workers, problems)
     if problems:
         return None
-    return Config(path, state_dir, sup["escalate_after"], float(sup["escalate_window"]), workers, merged)
+    return Config(path, state_dir, sup["escalate_after"], float(sup["escalate_window"]), tuple(sup["preload"]),
+                  workers, merged)
 
 
 def _worker(name, table, sup, state_dir, problems, supervisor_ok):

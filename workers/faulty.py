@@ -45,18 +45,18 @@ def _beat(ctx, beat_log, phase="work", item="ok"):
 
 
 def _hang_sleep(ctx, beat_log):
-    ctx.beat("fetch", "HANG")
+    _beat(ctx, beat_log, "fetch", "HANG")
     time.sleep(10**6)
 
 
 def _busy_loop(ctx, beat_log):
-    ctx.beat("compute", "SPIN")
+    _beat(ctx, beat_log, "compute", "SPIN")
     while True:
         pass
 
 
 def _sigstop(ctx, beat_log):
-    ctx.beat("fetch", "STOPPED")
+    _beat(ctx, beat_log, "fetch", "STOPPED")
     os.kill(os.getpid(), signal.SIGSTOP)
     time.sleep(10**6)
 
@@ -65,13 +65,13 @@ def _socket_block(ctx, beat_log):
     # A connection that is accepted by the kernel but never answered.
     server = socket.create_server(("127.0.0.1", 0))
     client = socket.create_connection(server.getsockname())
-    ctx.beat("fetch", "SILENT_SOCKET")
+    _beat(ctx, beat_log, "fetch", "SILENT_SOCKET")
     client.recv(1)
 
 
 def _ignore_term(ctx, beat_log):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    ctx.beat("fetch", "IGNORES_TERM")
+    _beat(ctx, beat_log, "fetch", "IGNORES_TERM")
     while True:
         time.sleep(10**6)
 
@@ -86,7 +86,7 @@ def _grandchild_ignores_term(ctx, beat_log):
         finally:
             os._exit(0)
     print(f"grandchild pid {pid}", flush=True)
-    ctx.beat("fetch", "WITH_GRANDCHILD")
+    _beat(ctx, beat_log, "fetch", "WITH_GRANDCHILD")
     time.sleep(10**6)
 
 

@@ -1,0 +1,75 @@
+"""Helpers shared by the benchmarks: percentiles, and running a supervisor in-process."""
+import contextlib
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+
+from supervisor import config as config_module
+from supervisor.host import PosixHost
+from supervisor.logs import LineFormatter, setup_logging
+from supervisor.loop import Supervisor
+from supervisor.notify import SystemdNotifier
+
+
+def percentile(values, p):
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = (len(values) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def describe(values, unit="s", scale=1.0):
+    return (f"n={len(values)} p50={percentile(values, 50) * scale:.3f}{unit} "
+            f"p99={percentile(values, 99) * scale:.3f}{unit} max={max(values) * scale:.3f}{unit} "
+            f"mean={statistics.fmean(values) * scale:.3f}{unit}")
+
+
+@contextlib.contextmanager
+def work_dir(name):
+    """A scratch directory for one benchmark, removed afterwards."""
+    path = tempfile.mkdtemp(prefix=f"mdw-bench-{name}-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def tables(workers, **supervisor):
+    all_workers = {name: {"enabled": False} for name in config_module.defaults()["workers"]}
+    all_workers.update(workers)
+    return {"supervisor": supervisor, "workers": all_workers}
+
+
+def in_process_supervisor(host, workers, quiet=True, **supervisor):
+    """A real Supervisor over `host`, run by the caller with run_once()."""
+    config = config_module.from_tables(tables(workers, **supervisor))
+    setup_logging(False, (lambda data: None) if quiet else (lambda data: sys.stderr.buffer.write(data)))
+    return Supervisor(config, host, SystemdNotifier(host.now(), environ={}), LineFormatter(False))
+
+
+class RecordingHost(PosixHost):
+    """The real host, noting when the loop signalled and reaped which pid."""
+
+    def __init__(self, quiet=True):
+        super().__init__()
+        self.quiet = quiet
+        self.signalled = []  # (time, pgid, signum)
+        self.reaped = []  # (time, pid)
+
+    def signal_group(self, pgid, signum):
+        self.signalled.append((self.now(), pgid, signum))
+        return super().signal_group(pgid, signum)
+
+    def reap(self):
+        ended = super().reap()
+        now = self.now()
+        self.reaped.extend((now, pid) for pid, _ in ended)
+        return ended
+
+    def write_log(self, data):
+        if not self.quiet:
+            super().write_log(data)
