@@ -68,8 +68,28 @@ WORKER_KEYS = {
     "interval": (NUMBER, _positive, False),
     "enabled": (bool, None, False),
 }
-# Sections other issues' components read; their keys are validated by those components.
-SECTIONS = ("supervisor", "workers")
+
+
+def _port(v):
+    return None if isinstance(v, int) and 0 <= v <= 65535 else "a TCP port number 0..65535 (0 = any free port)"
+
+
+def _threads(v):
+    return None if isinstance(v, int) and 1 <= v <= 256 else "a whole number 1..256"
+
+
+# Tables shared by several workers; a worker kind names the ones it reads (Kind.sections), and a
+# change to one of them on reload restarts exactly the workers that read it.
+SECTION_KEYS = {
+    "api": {
+        "host": (str, _text),
+        "port": (int, _port),
+        "token": (str, None),
+        "threads": (int, _threads),
+        "self_check_interval": (NUMBER, _positive),
+    },
+}
+SECTIONS = ("supervisor", "workers", *SECTION_KEYS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +110,8 @@ class WorkerSpec:
     max_rss_mb: float
     stale_cycles: float
     log_lines_per_second: float
-    options: dict
+    options: dict  # the kind's own options
+    sections: dict  # the shared tables ([api], ...) this kind reads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +192,13 @@ def _build(merged, override, path, environ, problems):
     for section in merged:
         if section not in SECTIONS:
             problems.append(f"[{section}]: unknown section; allowed are " + ", ".join(f"[{s}]" for s in SECTIONS))
+    for section, keys in SECTION_KEYS.items():
+        table = merged.get(section, {})
+        for key, value in (table.items() if isinstance(table, dict) else ()):
+            if key not in keys:
+                problems.append(f"{section}.{key} = {value!r}: unknown key; allowed are " + ", ".join(keys))
+            else:
+                _check(section, key, value, *keys[key], problems)
     sup = merged.get("supervisor", {})
     before = len(problems)
     for key, value in sup.items():
@@ -189,7 +217,7 @@ def _build(merged, override, path, environ, problems):
         problems.append("workers: expected tables [workers.NAME]")
         tables = {}
     for name, table in tables.items():
-        spec = _worker(name, table, sup, state_dir, problems, supervisor_ok)
+        spec = _worker(name, table, merged, state_dir, problems, supervisor_ok)
         if spec:
             workers[name] = spec
     if not problems and not any(s.enabled for s in workers.values()):
@@ -202,8 +230,9 @@ def _build(merged, override, path, environ, problems):
                   workers, merged)
 
 
-def _worker(name, table, sup, state_dir, problems, supervisor_ok):
+def _worker(name, table, merged, state_dir, problems, supervisor_ok):
     where = f"workers.{name}"
+    sup = merged.get("supervisor", {})
     if not isinstance(table, dict):
         problems.append(f"{where} = {table!r}: expected a table [{where}]")
         return None
@@ -236,9 +265,10 @@ def _worker(name, table, sup, state_dir, problems, supervisor_ok):
     for key, opt in kind_options.items():
         options.setdefault(key, copy.deepcopy(opt.default))
     settings = {key: float(table.get(key, sup.get(key))) for key in PER_WORKER_KEYS}
+    sections = {section: copy.deepcopy(merged.get(section, {})) for section in kind.sections}
     return WorkerSpec(
         name=name, kind=kind_name, interval=float(table["interval"]), enabled=table.get("enabled", True),
-        state_dir=state_dir, options=options, **settings,
+        state_dir=state_dir, options=options, sections=sections, **settings,
     )
 
 

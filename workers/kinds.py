@@ -25,6 +25,7 @@ class Kind:
     entry: str  # "package.module:function", called with a WorkerContext
     help: str
     options: dict = dataclasses.field(default_factory=dict)
+    sections: tuple = ()  # shared config tables it reads, e.g. ("api",)
 
     def load(self):
         module_name, _, function = self.entry.partition(":")
@@ -62,6 +63,11 @@ KINDS = {
             "items": Option(list, ["alpha", "beta", "gamma"], "items processed each cycle"),
             "item_seconds": Option(NUMBER, 0.05, "seconds of simulated work per item", _non_negative),
         },
+    ),
+    "api": Kind(
+        entry="api.worker:run",
+        help="the HTTP status API (Bottle on a production WSGI server); beats after answering itself",
+        sections=("api",),
     ),
     "faulty": Kind(
         entry="workers.faulty:run",
