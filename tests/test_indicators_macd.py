@@ -64,6 +64,13 @@ def test_column_shorter_than_lookback_is_all_nan():
         assert np.isfinite(line[-1, 1]) and np.isnan(line[-2, 1])
 
 
+def test_a_gap_inside_the_history_turns_later_bars_nan_as_in_talib():
+    close = random_walks(18, n_rows=120, n_cols=2)
+    close[60, 1] = np.nan
+    assert_matches_talib(close)
+    assert np.isnan(macd_arrays(close)[0][60:, 1]).all()
+
+
 def test_large_prices_match_talib_to_relative_precision():
     assert_matches_talib(random_walks(9, start=250_000.0))
 
@@ -169,6 +176,9 @@ def test_scan_columns_are_the_api_fields_and_serialise_to_json():
     assert {r["trend"] for r in records} <= {"bullish", "bearish"}
 
 
-def test_scan_of_a_frame_with_too_few_rows_is_empty():
-    table = scan_macd(frame({"A": [1.0, 2.0, 3.0]}))
+@pytest.mark.parametrize("shape", [(3, 1), (0, 2), (40, 0)])
+def test_scan_of_a_frame_without_enough_rows_or_any_symbol_is_empty(shape):
+    close = pd.DataFrame(np.ones(shape), index=pd.bdate_range("2024-01-02", periods=shape[0]),
+                         columns=[f"S{i}" for i in range(shape[1])])
+    table = scan_macd(close)
     assert table.empty and tuple(table.columns) == MACD_FIELDS

@@ -277,3 +277,11 @@ def test_frame_version_keeps_dates_and_symbols():
     for frame in result:
         assert frame.index.equals(index[:90]) and list(frame.columns) == ["UP", "DOWN", "LATE"]
     assert result.fired["UP"].sum() == 1 and result.fired["UP"].idxmax() == index[FIRE_BAR]
+
+
+@pytest.mark.parametrize("shape", [(0, 2), (38, 2), (60, 0)])
+def test_scan_of_a_frame_without_enough_rows_or_any_symbol_is_empty(shape):
+    f = pd.DataFrame(np.ones(shape), index=pd.bdate_range("2024-01-02", periods=shape[0]),
+                     columns=[f"S{i}" for i in range(shape[1])])
+    table = scan_ttm(f, f, f)
+    assert table.empty and tuple(table.columns) == TTM_FIELDS

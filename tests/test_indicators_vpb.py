@@ -198,3 +198,11 @@ def test_frame_version_keeps_dates_and_symbols():
     for frame in result:
         assert frame.index.equals(frames["close"].index) and frame.columns.equals(frames["close"].columns)
     assert result.buy_signal.dtypes.eq(bool).all()
+
+
+@pytest.mark.parametrize("shape", [(0, 2), (29, 2), (40, 0)])
+def test_scan_of_a_frame_without_enough_rows_or_any_symbol_is_empty(shape):
+    f = pd.DataFrame(np.ones(shape), index=pd.bdate_range("2024-01-02", periods=shape[0]),
+                     columns=[f"S{i}" for i in range(shape[1])])
+    table = scan_vpb(f, f, f, f)
+    assert table.empty and tuple(table.columns) == VPB_FIELDS

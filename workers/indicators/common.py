@@ -32,6 +32,8 @@ def check_same_shape(**frames: pd.DataFrame) -> pd.DataFrame:
 
 def first_valid_rows(values: np.ndarray) -> np.ndarray:
     """Index of each column's first non-NaN row; len(values) for an all-NaN column."""
+    if values.shape[0] == 0:
+        return np.zeros(values.shape[1], dtype=np.intp)
     valid = ~np.isnan(values)
     return np.where(valid.any(axis=0), valid.argmax(axis=0), values.shape[0])
 

@@ -15,7 +15,8 @@ TA-Lib's MACD, reproduced here bar for bar (ta_MACD.c / INT_EMA):
   ``slow`` smaller than ``fast`` is swapped, as TA-Lib does.
 
 Columns with leading NaN start at their own first valid close, exactly as if
-``talib.MACD`` were run on that column alone.  The recursion runs once over the
+``talib.MACD`` were run on that column alone.  A NaN inside a column's history
+makes every later bar NaN, as it does in TA-Lib: fill gaps before calling.  The recursion runs once over the
 rows with whole-row NumPy operations; there is no loop over symbols and no
 pandas ``ewm`` (about 14x slower on wide frames).
 """
@@ -75,7 +76,10 @@ def _seed_groups(seed_rows: np.ndarray, n_rows: int) -> dict[int, np.ndarray]:
 
 def _window_sum(values: np.ndarray, rows: np.ndarray | slice, columns: np.ndarray) -> np.ndarray:
     """Sum over `rows` (in chronological order, as TA-Lib adds its seed) for the given columns."""
-    return values[rows][:, columns].sum(axis=0)
+    window = values[rows]
+    if len(columns) == values.shape[1]:  # every column seeds here (no leading NaN): no gather
+        return window.sum(axis=0)
+    return window[:, columns].sum(axis=0)
 
 
 def _macd_rows(close: np.ndarray, fast: int, slow: int, signal: int, keep: int) -> tuple[np.ndarray, np.ndarray]:

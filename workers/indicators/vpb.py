@@ -102,6 +102,8 @@ def scan_vpb(high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame, volume:
     # Only the last bar is reported: compute on the shortest tail that defines it.
     tail = max(volume_window, range_window + 1)
     h, lo, c, v = (as_values(f.to_numpy(np.float64)[-tail:]) for f in (high, low, close, volume))
+    if len(c) == 0:
+        return pd.DataFrame(columns=list(VPB_FIELDS))
     arrays = vpb_arrays(h, lo, c, v, volume_window, range_window)
     last = {name: a[-1] for name, a in arrays.items()}
     current_volume = v[-1]
