@@ -53,6 +53,8 @@ def row(worker, now):
     return {
         "name": worker.name,
         "kind": worker.spec.kind,
+        "interval": worker.spec.interval,
+        "wanted": worker.wanted,
         "state": worker.state.value,
         "healthy": worker.is_healthy(now),
         "pid": worker.pid,
@@ -70,4 +72,8 @@ def row(worker, now):
         "max_beat_gap_s": round(worker.max_beat_gap, 3),
         "log_lines_dropped": worker.log_lines_dropped,
         "reported": worker.reported,
+        "cycles_ok": worker.cycles_ok,
+        "cycles_failed": worker.cycles_failed,
+        "cycle_durations": worker.cycle_durations.as_dict(),
+        "provider_requests": worker.provider_requests(),
     }

@@ -17,6 +17,25 @@ from supervisor.states import (
 
 S = WorkerState
 LOG_TAIL_LINES = 1000
+CYCLE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, float("inf"))
+
+
+class CycleHistogram:
+    """Cumulative histogram of cycle durations over the worker's whole life (all incarnations)."""
+
+    def __init__(self):
+        self.counts = [0] * len(CYCLE_BUCKETS)
+        self.sum = 0.0
+
+    def observe(self, seconds):
+        self.sum += seconds
+        for i, bound in enumerate(CYCLE_BUCKETS):
+            if seconds <= bound:
+                self.counts[i] += 1
+
+    def as_dict(self):
+        return {"buckets": [[("+Inf" if b == float("inf") else b), c] for b, c in zip(CYCLE_BUCKETS, self.counts)],
+                "sum": round(self.sum, 6), "count": self.counts[-1]}
 
 
 class Exit:
@@ -63,6 +82,11 @@ class Worker:
         self.last_cycle_ok_at = None
         self.last_cycle = None  # the latest cycle report
         self.reported = {}  # the latest worker-reported status extras
+        self.cycle_durations = CycleHistogram()
+        self.cycles_ok = 0
+        self.cycles_failed = 0
+        # provider -> outcome -> count: earlier incarnations' totals, plus what the current one reports
+        self.requests_before = collections.defaultdict(collections.Counter)
         self.max_beat_gap = 0.0  # the longest silence between two beats of one incarnation
         self.spawns = 0
         self.restarts_by_reason = collections.Counter()
@@ -118,11 +142,26 @@ class Worker:
             self._beat(message, now)
         elif kind == "cycle":
             self.last_cycle = message
+            self.cycle_durations.observe(max(0.0, float(message["duration"])))
             if message["ok"]:
                 self.last_cycle_ok_at = now
+                self.cycles_ok += 1
+            else:
+                self.cycles_failed += 1
             self._beat(None, now)
         else:
             self.reported = {k: v for k, v in message.items() if k != "t"}
+
+    def provider_requests(self):
+        """provider -> outcome -> requests over every incarnation (a counter that never goes down)."""
+        totals = collections.defaultdict(collections.Counter)
+        for source in (self.requests_before, self.reported.get("provider_requests") or {}):
+            for provider, outcomes in source.items():
+                if isinstance(outcomes, dict):
+                    for outcome, count in outcomes.items():
+                        if isinstance(count, int):
+                            totals[provider][outcome] += count
+        return {p: dict(o) for p, o in totals.items()}
 
     def _beat(self, message, now):
         if self.last_beat_at is not None:
@@ -151,6 +190,9 @@ class Worker:
         reason = self.stop_reason or StopReason.CRASH
         exit_ = Exit(status, reason, self.stop_detail, now, self.last_beat_text())
         self.last_exit = exit_
+        self.requests_before = collections.defaultdict(collections.Counter, {
+            p: collections.Counter(o) for p, o in self.provider_requests().items()})
+        self.reported = {}
         self.pid = None
         self.restarts_by_reason[reason.value] += 1
         if not reason.is_failure:
