@@ -13,12 +13,16 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 
-def as_values(frame: pd.DataFrame | np.ndarray) -> np.ndarray:
-    """Return the data of a wide frame as a C-ordered 2-D float64 array."""
+def as_values(frame: pd.DataFrame | np.ndarray, contiguous: bool = True) -> np.ndarray:
+    """The data of a wide frame as a 2-D float64 array, row-major unless `contiguous` is False.
+
+    pandas keeps a frame's columns contiguous; window reductions over rows are several
+    times faster on a row-major copy, while a row-by-row recursion copies rows itself.
+    """
     values = frame.to_numpy(dtype=np.float64) if isinstance(frame, pd.DataFrame) else np.asarray(frame, np.float64)
     if values.ndim != 2:
         raise ValueError(f"expected a 2-D (dates x symbols) array, got {values.ndim} dimension(s)")
-    return np.ascontiguousarray(values)
+    return np.ascontiguousarray(values) if contiguous else values
 
 
 def check_same_shape(**frames: pd.DataFrame) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .common import first_valid_rows, last_rows, price_fields, scan_table
+from .common import as_values, first_valid_rows, last_rows, price_fields, scan_table
 
 _CHUNK = 16  # rows copied at a time into the row-major work buffer
 
@@ -51,18 +51,10 @@ def macd_lookback(fast: int = 12, slow: int = 26, signal: int = 9) -> int:
 
 
 def _check_periods(fast: int, slow: int, signal: int) -> tuple[int, int, int]:
-    for name, value in (("fast", fast), ("slow", slow), ("signal", signal)):
-        if value < 2:
-            raise ValueError(f"{name} period must be >= 2, got {value}")
+    for name, value, least in (("fast", fast, 2), ("slow", slow, 2), ("signal", signal, 1)):
+        if value < least:
+            raise ValueError(f"{name} period must be >= {least}, got {value}")
     return (slow, fast, signal) if slow < fast else (fast, slow, signal)
-
-
-def _float_values(close) -> np.ndarray:
-    """A 2-D float64 view of `close` (any memory layout; copied only if not float64)."""
-    values = np.asarray(close, dtype=np.float64)
-    if values.ndim != 2:
-        raise ValueError(f"expected a 2-D (dates x symbols) array, got {values.ndim} dimension(s)")
-    return values
 
 
 def _seed_groups(seed_rows: np.ndarray, n_rows: int) -> dict[int, np.ndarray]:
@@ -142,14 +134,14 @@ def _macd_rows(close: np.ndarray, fast: int, slow: int, signal: int, keep: int) 
 def macd_arrays(close: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(macd, signal, histogram) arrays for a (dates x symbols) close array; NaN where TA-Lib gives NaN."""
     fast, slow, signal = _check_periods(fast, slow, signal)
-    close = _float_values(close)
+    close = as_values(close, contiguous=False)
     macd_line, signal_line = _macd_rows(close, fast, slow, signal, keep=close.shape[0])
     return macd_line, signal_line, macd_line - signal_line
 
 
 def compute_macd(close: pd.DataFrame, fast: int = 12, slow: int = 26, signal: int = 9) -> MACDResult:
     """MACD of every symbol of a wide close frame, as three frames shaped like `close`."""
-    lines = macd_arrays(close.to_numpy(dtype=np.float64), fast, slow, signal)
+    lines = macd_arrays(as_values(close, contiguous=False), fast, slow, signal)
     return MACDResult(*(pd.DataFrame(a, index=close.index, columns=close.columns) for a in lines))
 
 
@@ -164,7 +156,7 @@ def scan_macd(close: pd.DataFrame, fast: int = 12, slow: int = 26, signal: int =
       (at least lookback + 2 = 35 closes for 12/26/9) and its last close is known.
     """
     fast, slow, signal = _check_periods(fast, slow, signal)
-    values = _float_values(close.to_numpy(dtype=np.float64))
+    values = as_values(close, contiguous=False)
     macd_line, signal_line = _macd_rows(values, fast, slow, signal, keep=min(2, len(values)))
     macd_prev, macd_last = last_rows(macd_line, 2)
     sig_prev, sig_last = last_rows(signal_line, 2)
