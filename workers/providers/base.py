@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 QUOTE_COLUMNS = ("price", "daily_change", "daily_change_pct", "volume")
@@ -34,6 +35,7 @@ _CHAIN_DTYPES = {"type": object, "strike": "float64", "bid": "float64", "ask": "
                  "last": "float64", "mark": "float64", "volume": "int64",
                  "open_interest": "int64", "delta": "float64", "iv": "float64",
                  "expiry": object, "dte": "int64", "underlying_price": "float64"}
+assert tuple(_CHAIN_DTYPES) == CHAIN_COLUMNS
 
 
 # --- errors -----------------------------------------------------------------
@@ -119,19 +121,21 @@ class QuoteBatch(pd.DataFrame):
 
 
 def bars_frame(index: pd.DatetimeIndex, open_, high, low, close, volume) -> pd.DataFrame:
-    """Assemble a bars DataFrame with the standard columns, float64, ascending."""
-    frame = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close,
-                          "volume": volume}, index=index).astype("float64")
-    return frame.sort_index()
+    """Assemble a bars DataFrame with the standard columns, float64, ascending by time."""
+    columns = {name: np.asarray(values, dtype="float64")
+               for name, values in zip(BAR_COLUMNS, (open_, high, low, close, volume))}
+    frame = pd.DataFrame(columns, index=index, copy=False)
+    return frame if frame.index.is_monotonic_increasing else frame.sort_index()
 
 
-def chain_frame(rows: Iterable[Mapping] | pd.DataFrame) -> pd.DataFrame:
-    """Assemble an option-chain DataFrame with `CHAIN_COLUMNS` and fixed dtypes, sorted."""
-    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    if frame.empty:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _CHAIN_DTYPES.items()})
-    frame = frame.loc[:, list(CHAIN_COLUMNS)].astype(_CHAIN_DTYPES)
-    return frame.sort_values(["type", "strike"], kind="stable").reset_index(drop=True)
+def chain_frame(columns: Mapping[str, Sequence] | None = None) -> pd.DataFrame:
+    """Assemble an option-chain DataFrame from column arrays: `CHAIN_COLUMNS`, fixed
+    dtypes, sorted by type (CALL first) then strike."""
+    columns = columns or {}
+    data = {name: np.asarray(columns.get(name, ()), dtype=dtype)
+            for name, dtype in _CHAIN_DTYPES.items()}
+    order = np.lexsort((data["strike"], data["type"].astype(str)))
+    return pd.DataFrame({name: values[order] for name, values in data.items()}, copy=False)
 
 
 # --- the interface ----------------------------------------------------------
