@@ -12,10 +12,10 @@ Definitions (length 20, Bollinger 2.0, Keltner 1.5 unless told otherwise):
   range of a column's first bar, which has no previous close, is high - low.
 * squeeze_on: bb_upper < kc_upper and bb_lower > kc_lower (False until both
   bands exist).  Both bands share the SMA20 middle line, so this is evaluated as
-  2.0 x stdev < 1.5 x ATR20, which is the same test without the rounding of
-  adding the middle line.  A fire is the first bar off after one or more bars on; it is
-  counted only on a bar whose momentum exists (its direction is that momentum's
-  sign).
+  2.0 x stdev < 1.5 x ATR20: the same test without the rounding of adding the
+  middle line.
+* fired: the first bar off after one or more bars on.  It is counted only on a
+  bar whose momentum exists, since its direction is that momentum's sign.
 * momentum: the value at the last point of the least-squares line through the
   last 20 values of ``close - (avg(highest high 20, lowest low 20) + SMA20(close)) / 2``
   (LazyBear's ``linreg(..., 20, 0)``).  It needs 2 x 20 - 1 = 39 bars.
@@ -25,7 +25,8 @@ Scan row (one per symbol, last bar):
 * signal: 'active' if the squeeze is on at the last bar, else 'fired' if it
   fired within the last `fire_lookback` (5) bars, the last bar included, else 'none'.
 * momentum_direction: 'bullish' if momentum > 0 else 'bearish' (the sign, as
-  the old service reported it; not rising/falling versus the previous bar).
+  the old service reported it; not rising/falling versus the previous bar;
+  exactly 0 is 'bearish').
 * squeeze_duration: consecutive on-bars ending at the last bar when active;
   when it just fired, the length of the squeeze that fired; else 0.
 * recent_fire / fire_date / fire_direction: whether a fire happened within the

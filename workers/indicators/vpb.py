@@ -72,7 +72,7 @@ def vpb_arrays(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.
 
 
 def compute_vpb(high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame, volume: pd.DataFrame,
-        volume_window: int = 30, range_window: int = 7) -> VPBResult:
+                volume_window: int = 30, range_window: int = 7) -> VPBResult:
     """VPB of every bar and symbol of wide high/low/close/volume frames."""
     like = check_same_shape(close=close, high=high, low=low, volume=volume)
     arrays = vpb_arrays(*(f.to_numpy(np.float64) for f in (high, low, close, volume)), volume_window, range_window)
