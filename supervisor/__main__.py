@@ -54,6 +54,9 @@ def main(argv=None):
     # Numeric libraries must not start thread pools in the (single-threaded) supervisor.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    from supervisor import commands
+    from supervisor.control import ControlServer
+    from supervisor.control_client import socket_path
     from supervisor.host import PosixHost
     from supervisor.logs import LineFormatter, setup_logging, under_journal
     from supervisor.loop import Supervisor
@@ -74,7 +77,13 @@ def main(argv=None):
     except ImportError as e:
         logging.getLogger("mdwd").error("preload: cannot import %s: %s", e.name, e)
         return EXIT_BAD_CONFIG
-    supervisor = Supervisor(config, host, SystemdNotifier(host.now()), LineFormatter(journal))
+    path = socket_path(config.state_dir)
+    try:
+        control = ControlServer(path, host, lambda request: commands.handle(supervisor, request))
+    except OSError as e:
+        logging.getLogger("mdwd").error("cannot listen on the control socket %s: %s", path, e)
+        return EXIT_BAD_CONFIG
+    supervisor = Supervisor(config, host, SystemdNotifier(host.now()), LineFormatter(journal), control=control)
     return supervisor.run()
 
 

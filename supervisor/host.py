@@ -45,11 +45,20 @@ class PosixHost:
     def watch(self, fd):
         self.selector.register(fd, selectors.EVENT_READ)
 
-    def unwatch_and_close(self, fd):
+    def want_write(self, fd, flag):
+        """Also wake when `fd` becomes writable (a socket with output pending)."""
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if flag else 0)
+        if self.selector.get_key(fd).events != events:
+            self.selector.modify(fd, events)
+
+    def unwatch(self, fd):
         try:
             self.selector.unregister(fd)
         except (KeyError, ValueError):
             pass
+
+    def unwatch_and_close(self, fd):
+        self.unwatch(fd)
         os.close(fd)
 
     def wait(self, timeout):

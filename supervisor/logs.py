@@ -50,6 +50,7 @@ class ChildOutput:
         self.partial = b""
         self.dropped = 0  # lines not forwarded since the last drop notice
         self.drop_notice_at = now
+        self.listener = None  # called with every batch of new lines (mdwctl tail -f)
 
     def feed(self, data, now):
         """Consume bytes from the pipe; return the text to forward (possibly empty)."""
@@ -75,7 +76,10 @@ class ChildOutput:
         self.refilled_at = now
         allowed = min(len(lines), int(self.tokens))
         self.tokens -= allowed
-        self.tail.extend(line.decode("utf-8", "replace") for line in lines[-self.tail.maxlen:])
+        recent = [line.decode("utf-8", "replace") for line in lines[-self.tail.maxlen:]]
+        self.tail.extend(recent)
+        if self.listener:
+            self.listener(recent)
         self.dropped += len(lines) - allowed
         self.worker.log_lines_dropped += len(lines) - allowed
         out = "".join(self.formatter.format(self.name, line.decode("utf-8", "replace")) for line in lines[:allowed])

@@ -33,9 +33,10 @@ class Channel:
 
 
 class Supervisor:
-    def __init__(self, config, host, notifier, formatter, load_config=config_module.load):
+    def __init__(self, config, host, notifier, formatter, load_config=config_module.load, control=None):
         self.config = config
         self.host = host
+        self.control = control  # a ControlServer, or None
         self.notifier = notifier
         self.formatter = formatter
         self.load_config = load_config
@@ -47,6 +48,7 @@ class Supervisor:
         self.shutting_down = False
         self.failures = collections.deque()  # monotonic times of failed exits, for escalation
         self.escalated = False
+        self.started_at = now
 
     # -- the loop ----------------------------------------------------------
 
@@ -61,6 +63,9 @@ class Supervisor:
             log.critical("supervisor loop failed; killing every child", exc_info=True)
             self.kill_all_now()
             return 1
+        finally:
+            if self.control:
+                self.control.close()
         self.log_summary()
         log.info("all children stopped; exiting")
         return 0
@@ -84,6 +89,8 @@ class Supervisor:
         deadlines = [w.next_deadline() for w in self.workers.values()]
         if not self.escalated:
             deadlines.append(self.notifier.next_deadline())
+        if self.control:
+            deadlines.append(self.control.next_deadline())
         nearest = min((d for d in deadlines if d is not None), default=now + MAX_TICK)
         return min(MAX_TICK, max(0.0, nearest - now))
 
@@ -96,6 +103,10 @@ class Supervisor:
             channel = self.channels.get(fd)
             if channel is not None:  # may have been closed earlier in this pass
                 self.read_channel(channel)
+            elif self.control and self.control.owns(fd):
+                self.control.on_ready(fd, self.host.now())
+        if self.control:
+            self.control.check_idle(self.host.now())
 
     def read_channel(self, channel):
         limit = HEARTBEAT_READ_LIMIT if channel.kind == "heartbeat" else LOG_READ_LIMIT
@@ -181,7 +192,7 @@ class Supervisor:
             for problem in e.problems:
                 log.error("reload: %s: %s", e.source, problem)
             log.error("reload: config rejected; the running tree is kept unchanged")
-            return
+            return [f"{e.source}: {problem}" for problem in e.problems]
         now = self.host.now()
         old_specs = {name: w.spec for name, w in self.workers.items()}
         new_specs = new.enabled_workers
@@ -200,6 +211,26 @@ class Supervisor:
                 if worker.state in RUNNING_STATES:
                     self.stop_worker(worker, StopReason.CONFIG, "settings changed on reload")
         log.info("reload: config %s applied", new.path or "(embedded defaults)")
+        return []
+
+    def start_on_request(self, worker):
+        worker.wanted = True
+        if worker.state not in PROCESS_STATES:
+            worker.next_start_at = self.host.now()
+
+    def stop_on_request(self, worker):
+        worker.wanted = False
+        if worker.state in RUNNING_STATES:
+            self.stop_worker(worker, StopReason.MANUAL, "stop requested")
+        elif worker.state in WAITING_STATES:
+            worker.on_stop_while_waiting(self.host.now())
+
+    def restart_on_request(self, worker):
+        worker.wanted = True
+        if worker.state in RUNNING_STATES:
+            self.stop_worker(worker, StopReason.MANUAL, "restart requested")
+        elif worker.state not in PROCESS_STATES:
+            worker.next_start_at = self.host.now()
 
     def retire(self, worker, now):
         log.info("reload: %s removed; stopping it", worker.name)
@@ -292,6 +323,8 @@ class Supervisor:
         self.by_pid[pid] = worker
         self.channels[heartbeat_fd] = Channel(worker, heartbeat_fd, "heartbeat", protocol.MessageDecoder())
         output = ChildOutput(worker, self.formatter, now)
+        if self.control:
+            output.listener = lambda lines, name=worker.name: self.control.publish(name, lines)
         self.channels[log_fd] = Channel(worker, log_fd, "log", output)
         log.info("%s: started pid %d (%s)", worker.name, pid, worker.spec.kind)
 

@@ -1,0 +1,197 @@
+"""The control socket, served inside the supervisor's single-threaded loop.
+
+A unix stream socket (mode 0600) in the runtime dir. Each connection sends
+one JSON request line and gets one JSON answer line (see control_client.py);
+`tail` with follow keeps the connection and streams lines. Nothing here ever
+blocks: sockets are non-blocking, input and output are bounded, and a client
+that sends nothing, sends too much or stops reading is disconnected. Clients
+of another uid than ours (or root) are refused (SO_PEERCRED).
+"""
+import errno
+import json
+import logging
+import os
+import socket
+import stat
+import struct
+
+log = logging.getLogger("mdwd")
+MAX_REQUEST = 64 * 1024
+MAX_PENDING_OUTPUT = 8 * 2**20
+IDLE_TIMEOUT = 10.0  # seconds to send a complete request
+MAX_CONNECTIONS = 64
+
+
+def encode(message):
+    return json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+class Connection:
+    def __init__(self, sock, now):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.inbox = b""
+        self.outbox = bytearray()
+        self.deadline = now + IDLE_TIMEOUT
+        self.answered = False
+        self.follows = None  # worker name whose log lines are streamed
+        self.closing = False  # close once the outbox is flushed
+
+
+class ControlServer:
+    def __init__(self, path, host, handle_request):
+        """`handle_request(request) -> (answer, follow_name_or_None)` runs a command."""
+        self.path = str(path)
+        self.host = host
+        self.handle_request = handle_request
+        self.connections = {}
+        self.listener = self._listen()
+        host.watch(self.listener.fileno())
+
+    def _listen(self):
+        try:
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    probe.connect(self.path)
+                except OSError:
+                    os.unlink(self.path)  # left by an earlier mdwd that died without cleaning up
+                else:
+                    raise OSError(errno.EADDRINUSE, "another mdwd is already listening there")
+                finally:
+                    probe.close()
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)  # born 0600: no window in which others could connect
+        try:
+            sock.bind(self.path)
+        finally:
+            os.umask(old_umask)
+        sock.listen(16)
+        sock.setblocking(False)
+        return sock
+
+    def owns(self, fd):
+        return fd == self.listener.fileno() or fd in self.connections
+
+    def on_ready(self, fd, now):
+        if fd == self.listener.fileno():
+            self._accept(now)
+            return
+        conn = self.connections.get(fd)
+        if conn is not None:
+            self._flush(conn)
+            if fd in self.connections and not conn.closing:
+                self._receive(conn, now)
+
+    def _accept(self, now):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("control socket: cannot accept a connection: %s", e)
+                    return
+                raise
+            sock.setblocking(False)
+            conn = Connection(sock, now)
+            self.connections[conn.fd] = conn
+            self.host.watch(conn.fd)
+            uid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+            if uid not in (os.getuid(), 0):
+                self._answer(conn, {"ok": False, "kind": "denied", "error": f"uid {uid} may not control mdwd"})
+            elif len(self.connections) > MAX_CONNECTIONS:
+                self._answer(conn, {"ok": False, "kind": "busy", "error": "too many control connections"})
+
+    def _receive(self, conn, now):
+        try:
+            data = conn.sock.recv(MAX_REQUEST)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if not data:
+            self._close(conn)
+            return
+        if conn.answered:
+            return  # a follower may not send more requests; ignore what it says
+        conn.inbox += data
+        line, newline, _ = conn.inbox.partition(b"\n")
+        if not newline:
+            if len(conn.inbox) > MAX_REQUEST:
+                self._answer(conn, {"ok": False, "kind": "usage", "error": f"request longer than {MAX_REQUEST} bytes"})
+            return
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+                raise ValueError("not an object with a 'cmd' string")
+        except ValueError as e:
+            self._answer(conn, {"ok": False, "kind": "usage", "error": f"request is not valid JSON: {e}"})
+            return
+        answer, follows = self.handle_request(request)
+        self._answer(conn, answer, follows)
+
+    def _answer(self, conn, answer, follows=None):
+        conn.answered = True
+        conn.follows = follows
+        conn.closing = follows is None
+        self._queue(conn, encode(answer))
+
+    def _queue(self, conn, data):
+        if len(conn.outbox) + len(data) > MAX_PENDING_OUTPUT:
+            log.warning("control socket: a client stopped reading; disconnecting it")
+            self._close(conn)
+            return
+        conn.outbox += data
+        self._flush(conn)
+
+    def _flush(self, conn):
+        try:
+            while conn.outbox:
+                sent = conn.sock.send(conn.outbox)
+                del conn.outbox[:sent]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:  # the client went away mid-answer
+            self._close(conn)
+            return
+        if conn.outbox:
+            self.host.want_write(conn.fd, True)
+        elif conn.closing:
+            self._close(conn)
+        else:
+            self.host.want_write(conn.fd, False)
+
+    def publish(self, name, lines):
+        """New log lines of worker `name`, for the `tail -f` followers."""
+        for conn in list(self.connections.values()):
+            if conn.follows == name:
+                self._queue(conn, b"".join(encode({"line": line}) for line in lines))
+
+    def check_idle(self, now):
+        for conn in list(self.connections.values()):
+            if not conn.answered and now >= conn.deadline:
+                self._answer(conn, {"ok": False, "kind": "usage",
+                                    "error": f"no complete request within {IDLE_TIMEOUT:g}s"})
+
+    def next_deadline(self):
+        return min((c.deadline for c in self.connections.values() if not c.answered), default=None)
+
+    def _close(self, conn):
+        if self.connections.pop(conn.fd, None) is not None:
+            self.host.unwatch(conn.fd)
+            conn.sock.close()
+
+    def close(self):
+        for conn in list(self.connections.values()):
+            self._close(conn)
+        self.host.unwatch(self.listener.fileno())
+        self.listener.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,170 @@
+"""mdwctl and the control socket against a real supervisor."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from supervisor.control_client import ControlClient
+from tests.proctree import poll
+
+GOOD = {"kind": "faulty", "interval": 0.2, "mode": "healthy", "beat_interval": 0.05}
+
+
+def ctl(tree, *args, timeout=30):
+    sock = str(tree.dir / "state" / "mdwd.sock")
+    return subprocess.run([sys.executable, "-m", "supervisor.ctl", "--socket", sock, *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def tree(make_tree):
+    tree = make_tree({"alpha": {**GOOD, "beat_log": "alpha.beats"}, "beta": GOOD}).start()
+    tree.wait_log(r"ready: 2/2 healthy")
+    return tree
+
+
+def client(tree):
+    return ControlClient(tree.dir / "state" / "mdwd.sock")
+
+
+def test_status_prints_a_line_per_worker_and_exits_0(tree):
+    result = ctl(tree, "status")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [["alpha", "RUNNING"], ["beta", "RUNNING"]]
+    assert "pid " in lines[0] and "uptime 0:00:0" in lines[0] and "beat " in lines[0] and "restarts 0" in lines[0]
+
+
+def test_status_json_carries_the_documented_fields(tree):
+    answer = json.loads(ctl(tree, "status", "--json", "alpha").stdout)
+    row = answer["workers"][0]
+    for field in ("name", "state", "pid", "uptime_s", "restarts", "last_beat_age_s", "last_cycle_ok_age_s", "phase",
+                  "item", "last_exit", "rss_mb", "backoff_s"):
+        assert field in row
+    assert row["name"] == "alpha" and row["rss_mb"] > 1
+
+
+def test_stopped_on_purpose_is_not_a_failure_but_a_dead_worker_is(tree, make_tree):
+    assert ctl(tree, "stop", "beta").returncode == 0
+    tree.wait_log(r"beta: pid \d+ ended: SIGTERM \(manual: stop requested\); stopped")
+    result = ctl(tree, "status")
+    assert result.returncode == 0 and "stopped on request" in result.stdout
+    assert ctl(tree, "start", "beta").returncode == 0
+    tree.wait_log(r"beta: started pid \d+", count=2)
+
+
+def test_status_exits_3_when_a_worker_that_should_run_does_not(make_tree):
+    tree = make_tree({"crashy": {"kind": "faulty", "interval": 1.0, "mode": "crash_at_start"}},
+                     backoff_initial=5.0, backoff_max=5.0).start()
+    tree.wait_log(r"crashy: pid \d+ ended: exit 1 \(crash\)")
+    result = ctl(tree, "status")
+    assert result.returncode == 3
+    assert "BACKOFF" in result.stdout and "respawn in" in result.stdout
+    assert ctl(tree, "health").returncode == 3
+
+
+def test_restart_gives_a_new_pid_and_counts_a_manual_restart(tree):
+    old = client(tree).call("pid", names=["alpha"])["pids"]["alpha"]
+    assert ctl(tree, "restart", "alpha").returncode == 0
+    tree.wait_log(r"alpha: started pid \d+", count=2)
+    row = poll(lambda: [r for r in client(tree).call("status", names=["alpha"])["workers"] if r["state"] == "RUNNING"],
+               5, what="alpha running again")[0]
+    assert row["pid"] != old and row["restarts_by_reason"] == {"manual": 1}
+
+
+def test_unknown_name_exits_4_and_names_the_known_ones(tree):
+    result = ctl(tree, "restart", "gamma")
+    assert result.returncode == 4
+    assert "unknown worker 'gamma'; known: alpha, beta" in result.stderr
+
+
+def test_unreachable_daemon_exits_4_naming_the_socket(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "supervisor.ctl", "--socket", str(tmp_path / "x.sock"), "status"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 4
+    assert str(tmp_path / "x.sock") in result.stderr and "is mdwd running?" in result.stderr
+
+
+def test_usage_errors_exit_2(tree):
+    assert ctl(tree, "frobnicate").returncode == 2
+    assert ctl(tree, "tail", "-n", "5000", "alpha").returncode == 2
+    assert ctl(tree, "start").returncode == 2
+
+
+def test_tail_shows_recent_lines_and_follows_new_ones(tree):
+    result = ctl(tree, "tail", "-n", "5", "alpha")
+    assert result.returncode == 0 and "started in mode healthy" in result.stdout
+    sock = str(tree.dir / "state" / "mdwd.sock")
+    follower = subprocess.Popen([sys.executable, "-m", "supervisor.ctl", "--socket", sock, "tail", "-f", "-n", "1",
+                                 "alpha"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert follower.stdout.readline()  # the history line: from now on the follower is subscribed
+        assert ctl(tree, "restart", "alpha").returncode == 0
+        lines = iter(follower.stdout.readline, "")
+        assert any("started in mode healthy" in line for line in lines)
+    finally:
+        follower.kill()
+        follower.wait()
+
+
+def test_reload_with_a_broken_config_exits_2_and_keeps_the_tree(tree):
+    tree.config_path.write_text("[supervisor]\nstop_timeout = -1\n")
+    result = ctl(tree, "reload")
+    assert result.returncode == 2
+    assert "supervisor.stop_timeout = -1: allowed is a number > 0" in result.stderr
+    assert ctl(tree, "status").returncode == 0
+
+
+def test_shutdown_stops_the_tree(tree):
+    assert ctl(tree, "shutdown").returncode == 0
+    assert tree.proc.wait(10) == 0
+
+
+def test_bad_clients_cost_the_loop_nothing(tree):
+    path = str(tree.dir / "state" / "mdwd.sock")
+    silent = socket.socket(socket.AF_UNIX)
+    silent.connect(path)  # connects and never says anything
+    huge = socket.socket(socket.AF_UNIX)
+    huge.connect(path)
+    huge.settimeout(10)
+    try:
+        try:
+            huge.sendall(b"x" * (10 * 2**20))  # a 10 MB line
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = huge.recv(4096)
+        assert b"request longer than" in answer or answer == b""
+        rude = socket.socket(socket.AF_UNIX)
+        rude.connect(path)
+        rude.sendall(b'{"cmd": "status"}\n')
+        rude.close()  # gone before the answer
+        assert client(tree).call("status")["ok"]
+        assert tree.stop() == 0
+        summary = tree.wait_log(r"alpha: 0 restarts .*; longest heartbeat gap ([\d.]+)s")
+        assert float(summary.group(1)) < 0.5
+    finally:
+        silent.close()
+        huge.close()
+
+
+def test_connection_from_another_uid_is_refused(tree):
+    path = str(tree.dir / "state" / "mdwd.sock")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    os.chmod(path, 0o666)  # let the other uid reach the socket itself, to see SO_PEERCRED refuse it
+    # The test's directories are 0700: reach the socket through an O_PATH descriptor opened before setuid.
+    code = (f"import ctypes, os, socket; fd = os.open({path!r}, os.O_PATH); os.setgid(65534); os.setuid(65534); "
+            "ctypes.CDLL(None).prctl(4, 1, 0, 0, 0); s = socket.socket(socket.AF_UNIX); "
+            "s.connect(f'/proc/self/fd/{fd}'); s.sendall(b'{\"cmd\": \"status\"}\\n'); print(s.recv(4096).decode())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert "uid 65534 may not control mdwd" in result.stdout, result.stderr
+
+
+def test_second_supervisor_on_the_same_state_dir_refuses_to_start(tree, make_tree):
+    second = make_tree({"alpha": GOOD})
+    second.config_path.write_text(tree.config_path.read_text())
+    second.start()
+    assert second.proc.wait(30) == 2
+    assert "another mdwd is already listening there" in second.log()
