@@ -13,11 +13,10 @@ import signal
 import sys
 import time
 
-import psutil
-
 from supervisor import child, linux
 
 log = logging.getLogger("mdwd")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGQUIT)
 
 
@@ -142,18 +141,27 @@ class PosixHost:
 
     @staticmethod
     def tree_rss_mb(pid):
-        """Resident memory of a process and all its descendants, in MiB (None if gone)."""
-        try:
-            proc = psutil.Process(pid)
-            procs = [proc] + proc.children(recursive=True)
-        except psutil.Error:
-            return None
-        total = 0
-        for p in procs:
+        """Resident memory of a process and all its descendants, in MiB (None if gone).
+
+        Walks /proc/PID/task/TID/children rather than scanning every process on
+        the machine (psutil's children() does), so it costs microseconds per
+        process of the tree, whatever else runs on the box.
+        """
+        total, stack, seen = 0, [pid], set()
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
             try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                pass
+                with open(f"/proc/{current}/statm", "rb") as f:
+                    total += int(f.read().split()[1]) * PAGE_SIZE
+                for task in os.listdir(f"/proc/{current}/task"):
+                    with open(f"/proc/{current}/task/{task}/children", "rb") as f:
+                        stack.extend(int(child) for child in f.read().split())
+            except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+                if current == pid:
+                    return None
         return total / 2**20
 
     @staticmethod
