@@ -80,7 +80,31 @@ def _threads(v):
 
 # Tables shared by several workers; a worker kind names the ones it reads (Kind.sections), and a
 # change to one of them on reload restarts exactly the workers that read it.
+def _provider_kind(v):
+    return None if v in ("sim", "schwab") else "sim (the simulated market) or schwab"
+
+
+def _symbol_list(v):
+    ok = all(isinstance(s, str) and s and s == s.strip().upper() for s in v)
+    return None if ok else "a list of upper-case ticker symbols"
+
+
+def _url(v):
+    return None if v.startswith(("http://", "https://")) else "an http:// or https:// URL"
+
+
 SECTION_KEYS = {
+    "provider": {
+        "kind": (str, _provider_kind),
+        "request_timeout": (NUMBER, _positive),
+        "requests_per_minute": (int, lambda v: None if 1 <= v <= 10000 else "a whole number 1..10000"),
+        "sim_seed": (int, lambda v: None if v >= 0 else "a whole number >= 0"),
+        "base_url": (str, _url),
+        "auth_url": (str, _url),
+        "token_file": (str, _text),
+        "sim_hang_symbols": (list, _symbol_list),
+        "sim_fail_symbols": (list, _symbol_list),
+    },
     "api": {
         "host": (str, _text),
         "port": (int, _port),

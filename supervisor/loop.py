@@ -22,6 +22,7 @@ S = WorkerState
 MAX_TICK = 1.0  # wake at least this often, to refresh the status countdowns
 RSS_CHECK_EVERY = 1.0
 HEARTBEAT_READ_LIMIT = 64 * 1024
+DUPLICATE_SIGNAL_WINDOW = 0.5  # a second SIGINT sooner than this is the same Ctrl-C delivered twice
 LOG_READ_LIMIT = 1024 * 1024  # per pass and child; a flood beyond it waits, blocked, in its own pipe
 
 
@@ -164,9 +165,11 @@ class Supervisor:
 
     def begin_shutdown(self, why):
         if self.shutting_down:
-            log.warning("%s while stopping: killing what is left now", why)
-            self.kill_all_now()
+            if self.host.now() - self.shutdown_started_at >= DUPLICATE_SIGNAL_WINDOW:
+                log.warning("%s while stopping: killing what is left now", why)
+                self.kill_all_now()
             return
+        self.shutdown_started_at = self.host.now()
         log.info("%s: stopping %d workers", why, sum(w.has_process for w in self.workers.values()))
         self.shutting_down = True
         self.notifier.stopping(f"stopping ({why})")

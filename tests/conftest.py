@@ -8,8 +8,8 @@ def make_tree(tmp_path):
     """Create real supervisor trees; every process they started is killed when the test ends."""
     trees = []
 
-    def make(workers, **supervisor):
-        tree = Tree(tmp_path, workers, **supervisor)
+    def make(workers, sections=None, **supervisor):
+        tree = Tree(tmp_path, workers, sections, **supervisor)
         trees.append(tree)
         return tree
 

@@ -52,18 +52,20 @@ def tagged_pids(tag):
 
 
 class Tree:
-    def __init__(self, tmp_path, workers, **supervisor):
+    def __init__(self, tmp_path, workers, sections=None, **supervisor):
         self.dir = Path(tmp_path)
         self.tag = uuid.uuid4().hex
         self.config_path = self.dir / "mdwd.toml"
         self.log_path = self.dir / "mdwd.log"
+        self.state_dir = self.dir / "state"
         self.proc = None
-        supervisor.setdefault("state_dir", str(self.dir / "state"))
-        self.write_config(workers, **supervisor)
+        self.write_config(workers, sections, **supervisor)
 
-    def write_config(self, workers, **supervisor):
-        supervisor.setdefault("state_dir", str(self.dir / "state"))
-        self.config_path.write_text(configs.to_toml(configs.tables(workers, **supervisor)))
+    def write_config(self, workers, sections=None, **supervisor):
+        supervisor.setdefault("state_dir", str(self.state_dir))
+        tables = configs.tables(workers, **supervisor)
+        tables.update(sections or {})
+        self.config_path.write_text(configs.to_toml(tables))
 
     def start(self, **env):
         environ = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARS}

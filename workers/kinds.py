@@ -11,6 +11,8 @@ import dataclasses
 import importlib
 from typing import Any, Callable, Optional
 
+from workers.universe import WATCHLIST, WHALE_SYMBOLS
+
 
 @dataclasses.dataclass(frozen=True)
 class Option:
@@ -49,6 +51,30 @@ def _one_of(*choices):
 
 NUMBER = (int, float)
 
+def _symbols(value):
+    ok = value and all(isinstance(s, str) and s and s == s.strip().upper() and len(s) <= 12 for s in value)
+    return None if ok else "a non-empty list of upper-case ticker symbols"
+
+
+def _whole(low, high):
+    def check(value):
+        return None if isinstance(value, int) and low <= value <= high else f"a whole number {low}..{high}"
+    return check
+
+
+def _scanner_options(symbols, **extra):
+    """Options every scanner kind takes, plus its own."""
+    return {
+        "symbols": Option(list, list(symbols), "symbols to scan", _symbols),
+        "quarantine_seconds": Option(NUMBER, 900.0, "how long an item that hung or kept failing is skipped",
+                                     _positive),
+        "quarantine_after": Option(int, 3, "consecutive failures that quarantine an item", _whole(1, 1000)),
+        **extra,
+    }
+
+
+_BARS_OPTIONS = {"days": Option(int, 365, "calendar days of daily bars per symbol", _whole(60, 3650))}
+
 FAULT_MODES = (
     "healthy", "hang_sleep", "busy_loop", "sigstop", "socket_block", "ignore_term",
     "grandchild_ignores_term", "raise", "exit3", "segfault", "memory", "flood_stdout",
@@ -56,6 +82,30 @@ FAULT_MODES = (
 )
 
 KINDS = {
+    "watchlist": Kind(
+        entry="workers.watchlist:run", help="quotes for the watchlist: price, daily change, volume",
+        sections=("provider",),
+        options=_scanner_options(WATCHLIST, batch_size=Option(int, 50, "symbols per quotes request", _whole(1, 500))),
+    ),
+    "whale_flows": Kind(
+        entry="workers.whale_flows:run", help="unusually large options trades in the next weekly expirations",
+        sections=("provider",),
+        options=_scanner_options(
+            WHALE_SYMBOLS,
+            expirations=Option(int, 4, "weekly expirations scanned per symbol", _whole(1, 12)),
+            strike_band_pct=Option(NUMBER, 10.0, "strikes within this percent of spot", _positive),
+            min_volume=Option(NUMBER, 500, "contracts traded today, at least", _non_negative),
+            min_vol_oi=Option(NUMBER, 2.0, "volume / open interest, at least", _positive),
+            min_premium=Option(NUMBER, 100_000.0, "volume x mark x 100 in USD, at least", _positive),
+            retention_days=Option(NUMBER, 7.0, "days of flow history kept", _positive),
+        ),
+    ),
+    "macd": Kind(entry="workers.technical:run_macd", help="MACD (12, 26, 9) crosses on daily bars",
+                 sections=("provider",), options=_scanner_options(WATCHLIST, **_BARS_OPTIONS)),
+    "vpb": Kind(entry="workers.technical:run_vpb", help="volume-price breakouts and breakdowns on daily bars",
+                sections=("provider",), options=_scanner_options(WATCHLIST, **_BARS_OPTIONS)),
+    "ttm": Kind(entry="workers.technical:run_ttm", help="TTM Squeeze on daily bars",
+                sections=("provider",), options=_scanner_options(WATCHLIST, **_BARS_OPTIONS)),
     "demo": Kind(
         entry="workers.demo:run",
         help="demonstration worker: walks a list of items each interval, beating per item",

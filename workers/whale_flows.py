@@ -1,0 +1,100 @@
+"""Whale-flows scanner: unusually large options activity in the next weekly expirations.
+
+For each whale symbol, the provider names the next `expirations` weekly
+expiry dates (Thursday in a Friday-holiday week); for each, the chain within
+`strike_band_pct` of spot is fetched (one request, beating before it). A
+contract is a whale flow when, on the day,
+
+    volume >= min_volume,  volume / open_interest >= min_vol_oi,
+    premium = volume x mark x 100 >= min_premium.
+
+Whale score, 0..100, a weighted sum of five parts each in 0..1:
+
+    40 x premium    log10(premium / min_premium) / 2, capped at 1 (100x the minimum scores 1)
+    25 x vol/OI     log2(vol_oi / min_vol_oi) / 4, capped at 1 (16x the minimum scores 1)
+    15 x delta      1 - | |delta| - 0.4 | / 0.4, floored at 0: out-of-the-money conviction
+                    around |delta| 0.4 scores highest; deep in or far out of the money less
+    10 x DTE        1 - dte / 35, floored at 0: nearer expiries are more urgent
+    10 x IV         1 - (iv% - 30) / 70, clipped to 0..1: paying up in a calm market
+                    (IV <= 30 %) is more telling than in a frenzy (IV >= 100 %)
+
+Flows are stored with the store's de-duplication (the same contract seen again
+the same UTC day updates its row) and kept for `retention_days`.
+"""
+import logging
+
+import numpy as np
+import pandas as pd
+
+from workers import scanner
+from workers.scanner import CycleFailed, Scan
+
+log = logging.getLogger("whale_flows")
+FLOW_COLUMNS = ("symbol", "type", "strike", "whale_score", "volume", "open_interest", "vol_oi", "premium",
+                "delta", "expiry", "dte", "iv", "underlying_price")
+
+
+def whale_score(premium, vol_oi, delta, dte, iv, min_premium, min_vol_oi):
+    premium_part = np.clip(np.log10(np.maximum(premium, 1e-9) / min_premium) / 2, 0, 1)
+    vol_oi_part = np.clip(np.log2(np.maximum(vol_oi, 1e-9) / min_vol_oi) / 4, 0, 1)
+    delta_part = np.clip(1 - np.abs(np.abs(np.nan_to_num(delta, nan=0.0)) - 0.4) / 0.4, 0, 1)
+    dte_part = np.clip(1 - dte / 35.0, 0, 1)
+    iv_part = np.clip(1 - (np.nan_to_num(iv, nan=100.0) - 30.0) / 70.0, 0, 1)
+    score = 40 * premium_part + 25 * vol_oi_part + 15 * delta_part + 10 * dte_part + 10 * iv_part
+    return np.round(score, 2)
+
+
+def find_whales(chain, symbol, min_volume, min_vol_oi, min_premium):
+    """The whale flows of one option chain (provider columns), scored; an empty frame if none."""
+    volume = chain["volume"].to_numpy(dtype="float64")
+    open_interest = chain["open_interest"].to_numpy(dtype="float64")
+    vol_oi = volume / np.maximum(open_interest, 1.0)
+    premium = volume * chain["mark"].to_numpy(dtype="float64") * 100.0
+    hit = (volume >= min_volume) & (vol_oi >= min_vol_oi) & (premium >= min_premium)
+    if not hit.any():
+        return pd.DataFrame(columns=FLOW_COLUMNS)
+    flows = chain.loc[hit].copy()
+    flows["symbol"] = symbol
+    flows["vol_oi"] = np.round(vol_oi[hit], 2)
+    flows["premium"] = np.round(premium[hit], 2)
+    flows["expiry"] = [str(e) for e in flows["expiry"]]
+    flows["whale_score"] = whale_score(premium[hit], vol_oi[hit], flows["delta"].to_numpy(dtype="float64"),
+                                       flows["dte"].to_numpy(dtype="float64"), flows["iv"].to_numpy(dtype="float64"),
+                                       min_premium, min_vol_oi)
+    return flows.loc[:, list(FLOW_COLUMNS)].reset_index(drop=True)
+
+
+class WhaleFlowsScan(Scan):
+    dataset = "whale_flows"
+
+    def cycle(self):
+        opts = self.options
+        symbols = list(opts["symbols"])
+        expiries, errors, skipped = self.fetch_each(
+            symbols, lambda s: self.provider.expirations(s, int(opts["expirations"]), timeout=self.timeout),
+            phase="expirations")
+        items = [f"{symbol} {expiry.isoformat()}" for symbol, dates in expiries.items() for expiry in dates]
+        chains, chain_errors, chain_skipped = self.fetch_each(items, self.fetch_chain, phase="chain")
+        if not chains:
+            raise CycleFailed(f"no option chain for any of {len(symbols)} symbols")
+        self.ctx.beat("scan", self.dataset)
+        found = [find_whales(chain, item.split()[0], opts["min_volume"], opts["min_vol_oi"], opts["min_premium"])
+                 for item, chain in chains.items()]
+        flows = pd.concat([f for f in found if len(f)], ignore_index=True) if any(len(f) for f in found) else None
+        self.ctx.beat("store", self.dataset)
+        rows = flows.to_dict("records") if flows is not None else []
+        result = self.store.record_whale_flows(rows, retention_days=float(opts["retention_days"]))
+        return {"symbols": len(symbols), "chains": len(chains), "flows": len(rows), "new": result.inserted,
+                "updated": result.updated, "expired": result.expired,
+                "failed": len(errors) + len(chain_errors), "quarantined": len(skipped) + len(chain_skipped)}
+
+    def fetch_chain(self, item):
+        import datetime as dt
+
+        symbol, expiry = item.split()
+        return self.provider.option_chain(symbol, dt.date.fromisoformat(expiry),
+                                          float(self.options["strike_band_pct"]), timeout=self.timeout)
+
+
+def run(ctx):
+    scanner.run(ctx, WhaleFlowsScan)
