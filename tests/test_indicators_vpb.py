@@ -65,25 +65,25 @@ def test_volume_surge_and_close_above_previous_seven_highs_is_a_buy():
     assert row.breakout_distance_pct == pytest.approx(5.0)  # 12.6 / 12
     assert row.breakdown_distance_pct == pytest.approx(57.5)  # 12.6 / 8
     assert row.price == 12.6 and row.price_change == pytest.approx(2.6) and row.price_change_pct == pytest.approx(26.0)
-    assert (row.buy_signal, row.sell_signal, row.volume_surge, row.pattern) == (True, False, True, "breakout")
+    assert (row.buy_signal, row.sell_signal, row.volume_surge, row.pattern) == (True, False, True, "bullish_breakout")
 
 
 def test_volume_surge_and_close_below_previous_seven_lows_is_a_sell():
     row = scan(hand_frames()).loc["SELL"]
     assert row.breakdown_distance_pct == pytest.approx(-5.0)  # 7.6 / 8
     assert row.breakout_distance_pct == pytest.approx((7.6 / 12 - 1) * 100)
-    assert (row.buy_signal, row.sell_signal, row.volume_surge, row.pattern) == (False, True, True, "breakdown")
+    assert (row.buy_signal, row.sell_signal, row.volume_surge, row.pattern) == (False, True, True, "bearish_breakdown")
 
 
 def test_volume_surge_inside_the_range_is_neither_buy_nor_sell():
     row = scan(hand_frames()).loc["SURGE"]
-    assert (row.buy_signal, row.sell_signal, row.volume_surge, row.pattern) == (False, False, True, "volume surge")
+    assert (row.buy_signal, row.sell_signal, row.volume_surge, row.pattern) == (False, False, True, "none")
 
 
 def test_price_break_on_average_volume_is_not_a_signal():
     row = scan(hand_frames()).loc["QUIET"]
     assert row.volume_ma30 == 1000 and row.volume_surge_pct == 0.0
-    assert (row.buy_signal, row.sell_signal, row.volume_surge, row.pattern) == (False, False, False, "consolidation")
+    assert (row.buy_signal, row.sell_signal, row.volume_surge, row.pattern) == (False, False, False, "none")
 
 
 def test_thirty_bars_are_enough_and_twenty_nine_are_left_out():
@@ -182,7 +182,7 @@ def test_scan_rows_match_a_plain_per_symbol_implementation(seed):
             continue
         ma30, hh7, ll7, surge, buy, sell = expected
         row = table.loc[symbol]
-        pattern = "breakout" if buy else "breakdown" if sell else "volume surge" if surge else "consolidation"
+        pattern = "bullish_breakout" if buy else "bearish_breakdown" if sell else "none"
         assert (row.buy_signal, row.sell_signal, row.volume_surge, row.pattern) == (buy, sell, surge, pattern)
         assert row.current_volume == int(v[-1]) and row.volume_ma30 == int(ma30)
         assert row.volume_surge_pct == pytest.approx((v[-1] / ma30 - 1) * 100, rel=1e-9)

@@ -9,10 +9,9 @@ Definitions (the old per-symbol scanner's, made explicit):
   the current one (``t-7..t-1``), the current bar EXCLUDED.
 * buy_signal = volume_surge and close > highest_high_7;
   sell_signal = volume_surge and close < lowest_low_7 (both can never hold).
-* pattern: 'breakout' (buy_signal), 'breakdown' (sell_signal), 'volume surge'
-  (volume above its average but the close inside the 7-bar range), else
-  'consolidation' (volume at or below its average, whatever the price did: the
-  scanner does not count a price move on ordinary volume).
+* pattern: the old dashboard's three values, so its client keeps working:
+  'bullish_breakout' (buy_signal), 'bearish_breakdown' (sell_signal), else
+  'none' (a volume surge inside the range, or a price move on ordinary volume).
 
 A bar's values need 30 valid volumes and 7 valid earlier bars, so a column's
 first defined bar is its 30th; every window containing a missing bar is NaN.
@@ -34,10 +33,9 @@ VPB_FIELDS = (
     "volume_surge", "current_volume", "volume_ma30", "volume_surge_pct", "highest_high_7",
     "lowest_low_7", "breakout_distance_pct", "breakdown_distance_pct", "pattern",
 )
-PATTERN_BREAKOUT = "breakout"
-PATTERN_BREAKDOWN = "breakdown"
-PATTERN_VOLUME_SURGE = "volume surge"
-PATTERN_CONSOLIDATION = "consolidation"
+PATTERN_BREAKOUT = "bullish_breakout"
+PATTERN_BREAKDOWN = "bearish_breakdown"
+PATTERN_NONE = "none"
 
 
 class VPBResult(NamedTuple):
@@ -80,10 +78,8 @@ def compute_vpb(high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame, volu
                        for name in VPBResult._fields))
 
 
-def _pattern(buy: np.ndarray, sell: np.ndarray, surge: np.ndarray) -> np.ndarray:
-    return np.select(
-        [buy, sell, surge], [PATTERN_BREAKOUT, PATTERN_BREAKDOWN, PATTERN_VOLUME_SURGE], PATTERN_CONSOLIDATION,
-    ).astype(object)
+def _pattern(buy: np.ndarray, sell: np.ndarray) -> np.ndarray:
+    return np.select([buy, sell], [PATTERN_BREAKOUT, PATTERN_BREAKDOWN], PATTERN_NONE).astype(object)
 
 
 def scan_vpb(high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame, volume: pd.DataFrame,
@@ -126,6 +122,6 @@ def scan_vpb(high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame, volume:
         lowest_low_7=last["lowest_low"],
         breakout_distance_pct=breakout_pct,
         breakdown_distance_pct=breakdown_pct,
-        pattern=_pattern(last["buy_signal"], last["sell_signal"], last["volume_surge"]),
+        pattern=_pattern(last["buy_signal"], last["sell_signal"]),
     )
     return scan_table(like.columns, keep, fields, VPB_FIELDS)
