@@ -120,7 +120,7 @@ def test_lock_held_elsewhere_does_not_block_past_the_deadline(tmp_path):
 
 # -- real processes ---------------------------------------------------------
 
-LIMIT, WINDOW, BURST, RUN_FOR, PROCESSES = 30, 1.0, 6, 2.0, 4
+LIMIT, WINDOW, BURST, RUN_FOR, PROCESSES = 20, 0.5, 4, 1.25, 4
 
 
 def _hammer(path, stop_at, out):

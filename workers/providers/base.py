@@ -124,7 +124,7 @@ def bars_frame(index: pd.DatetimeIndex, open_, high, low, close, volume) -> pd.D
     """Assemble a bars DataFrame with the standard columns, float64, ascending by time."""
     columns = {name: np.asarray(values, dtype="float64")
                for name, values in zip(BAR_COLUMNS, (open_, high, low, close, volume))}
-    frame = pd.DataFrame(columns, index=index, copy=False)
+    frame = pd.DataFrame(columns, index=pd.DatetimeIndex(index).as_unit("ns"), copy=False)
     return frame if frame.index.is_monotonic_increasing else frame.sort_index()
 
 

@@ -1,0 +1,382 @@
+"""`schwab`: market data from the Schwab Trader API (marketdata/v1).
+
+Endpoints (relative to `base_url`, default https://api.schwabapi.com):
+  GET /marketdata/v1/quotes?symbols=A,B&fields=quote         -> quotes()
+  GET /marketdata/v1/pricehistory?symbol=..&periodType=year&frequencyType=daily
+                                                               -> daily_bars()
+  GET /marketdata/v1/pricehistory?..periodType=day&frequencyType=minute
+                                                               -> intraday_bars()
+  GET /marketdata/v1/expirationchain?symbol=..                 -> expirations()
+  GET /marketdata/v1/chains?symbol=..&fromDate=..&toDate=..   -> option_chain()
+and POST {auth_url}/v1/oauth/token for access tokens (see schwab_auth).
+
+Every call has one total deadline (`timeout=` or `call_timeout_s`) covering the
+token refresh, the shared request budget, every HTTP attempt and every retry
+wait. One 401 triggers one refresh and one retry. Calls for one symbol go
+through a per-symbol circuit breaker; quotes() never raises for a symbol, it
+lists failures in `errors` (only AuthError escapes it).
+
+Payload parsing accepts both spellings Schwab uses for option prices (bid/ask/
+last/mark and bidPrice/askPrice/lastPrice/markPrice) and turns Schwab's -999
+"not available" into NaN. `iv` stays in percent, as Schwab sends it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .base import (AuthError, BadPayload, CircuitOpen, Provider, ProviderError, QuoteBatch,
+                   bars_frame, chain_frame)
+from .breaker import CircuitBreaker, counts_against_symbol
+from .budget import RequestBudget
+from .http import HttpClient, HttpConfig, deadline_in
+from .schwab_auth import SchwabAuth
+
+NEW_YORK = "America/New_York"
+_SYMBOL = re.compile(r"^[A-Z$/][A-Z0-9./$]{0,11}$")
+_DEFAULT = object()
+
+
+def default_state_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), f"market-data-worker-{os.getuid()}")
+
+
+@dataclass(frozen=True)
+class SchwabConfig:
+    """Settings for the schwab provider; `from_mapping` builds it from a config table."""
+
+    token_path: str
+    app_key: str = field(default="", repr=False)
+    app_secret: str = field(default="", repr=False)
+    base_url: str = "https://api.schwabapi.com"
+    auth_url: str = "https://api.schwabapi.com"
+    call_timeout_s: float = 20.0
+    connect_timeout_s: float = 3.05
+    read_timeout_s: float = 10.0
+    max_retries: int = 3
+    backoff_factor: float = 0.5
+    backoff_max_s: float = 8.0
+    quotes_batch_size: int = 100
+    state_dir: str | None = None  # where the shared request budget lives
+    requests_per_minute: int = 120
+    request_burst: int = 10
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 300.0
+    refresh_margin_s: float = 120.0
+    verify: bool | str = True
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any],
+                     environ: Mapping[str, str] = os.environ) -> "SchwabConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown schwab provider option(s) {', '.join(unknown)}; "
+                             f"allowed: {', '.join(sorted(known))}")
+        if not options.get("token_path"):
+            raise ValueError("schwab provider needs token_path (the OAuth token JSON file)")
+        values = dict(options)
+        values.setdefault("app_key", environ.get("SCHWAB_APP_KEY", ""))
+        values.setdefault("app_secret", environ.get("SCHWAB_APP_SECRET", ""))
+        return cls(**values)
+
+
+class SchwabProvider(Provider):
+    """The Schwab Trader API behind the Provider interface. Not thread-safe: one per process."""
+
+    name = "schwab"
+
+    def __init__(self, config: SchwabConfig, *, clock: Callable[[], dt.datetime] | None = None,
+                 budget: RequestBudget | None | object = _DEFAULT,
+                 breaker: CircuitBreaker | None = None):
+        self.config = config
+        self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        if budget is _DEFAULT:
+            budget = RequestBudget(
+                os.path.join(config.state_dir or default_state_dir(), "schwab-requests.bucket"),
+                limit=config.requests_per_minute, burst=config.request_burst)
+        self.http = HttpClient(HttpConfig(
+            connect_timeout_s=config.connect_timeout_s, read_timeout_s=config.read_timeout_s,
+            max_retries=config.max_retries, backoff_factor=config.backoff_factor,
+            backoff_max_s=config.backoff_max_s, verify=config.verify), budget=budget)
+        self.auth = SchwabAuth(self.http, token_path=config.token_path, app_key=config.app_key,
+                               app_secret=config.app_secret, auth_url=config.auth_url,
+                               refresh_margin_s=config.refresh_margin_s)
+        self.breaker = breaker or CircuitBreaker(config.breaker_failures,
+                                                 config.breaker_cooldown_s)
+        self._market = config.base_url.rstrip("/") + "/marketdata/v1"
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _deadline(self, timeout: float | None) -> float:
+        return deadline_in(self.config.call_timeout_s if timeout is None else timeout)
+
+    def _get(self, endpoint: str, params: Mapping[str, Any], deadline: float) -> Any:
+        """GET with a bearer token; on 401 refresh once and retry once."""
+        url = f"{self._market}/{endpoint}"
+        token = self.auth.access_token(deadline)
+        try:
+            return self.http.get_json(url, deadline=deadline, params=params,
+                                      headers={"Authorization": f"Bearer {token}"},
+                                      secrets=self.auth.secrets())
+        except AuthError:
+            token = self.auth.refresh(deadline, rejected=token)
+        try:
+            return self.http.get_json(url, deadline=deadline, params=params,
+                                      headers={"Authorization": f"Bearer {token}"},
+                                      secrets=self.auth.secrets())
+        except AuthError as exc:
+            raise AuthError(f"{exc}; still rejected right after a token refresh: check the "
+                            f"app's market data entitlement") from None
+
+    def _for_symbol(self, symbol: str, endpoint: str, params: Mapping[str, Any],
+                    timeout: float | None, parse: Callable[[Any], Any]):
+        """One call about one symbol, through its circuit breaker; parse errors count too."""
+        if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
+            raise ValueError(f"not a valid symbol: {symbol!r}")
+        self.breaker.check(symbol)
+        try:
+            result = parse(self._get(endpoint, params, self._deadline(timeout)))
+        except ProviderError as exc:
+            exc.symbol = exc.symbol or symbol
+            if counts_against_symbol(exc):
+                self.breaker.record_failure(symbol, exc)
+            else:
+                self.breaker.release(symbol)
+            raise
+        except BaseException:
+            self.breaker.release(symbol)
+            raise
+        self.breaker.record_success(symbol)
+        return result
+
+    def _today(self) -> dt.date:
+        return pd.Timestamp(self._clock()).tz_convert(NEW_YORK).date()
+
+    # -- quotes -------------------------------------------------------------------
+
+    def quotes(self, symbols: Iterable[str], *, timeout: float | None = None) -> QuoteBatch:
+        deadline = self._deadline(timeout)
+        rows: dict[str, dict] = {}
+        errors: dict[str, str] = {}
+        admitted = []
+        for symbol in dict.fromkeys(symbols):
+            if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
+                errors[str(symbol)] = f"not a valid symbol: {symbol!r}"
+                continue
+            try:
+                self.breaker.check(symbol)
+            except CircuitOpen as exc:
+                errors[symbol] = str(exc)
+                continue
+            admitted.append(symbol)
+        size = max(1, self.config.quotes_batch_size)
+        for start in range(0, len(admitted), size):
+            chunk = admitted[start:start + size]
+            try:
+                data = self._get("quotes", {"symbols": ",".join(chunk), "fields": "quote"},
+                                 deadline)
+                if not isinstance(data, dict):
+                    raise BadPayload(f"GET /marketdata/v1/quotes: expected a JSON object keyed "
+                                     f"by symbol, got {type(data).__name__}")
+            except ProviderError as exc:
+                for symbol in chunk:
+                    self.breaker.release(symbol)
+                    errors[symbol] = str(exc)
+                if isinstance(exc, AuthError):
+                    raise
+                continue
+            invalid = set((data.get("errors") or {}).get("invalidSymbols") or ()) \
+                if isinstance(data.get("errors"), dict) else set()
+            for symbol in chunk:
+                try:
+                    rows[symbol] = _parse_quote(symbol, data.get(symbol), symbol in invalid)
+                except BadPayload as exc:
+                    errors[symbol] = str(exc)
+                    self.breaker.record_failure(symbol, exc)
+                else:
+                    self.breaker.record_success(symbol)
+        ordered = {s: rows[s] for s in admitted if s in rows}
+        return QuoteBatch.build(ordered, errors)
+
+    # -- bars ---------------------------------------------------------------------
+
+    def daily_bars(self, symbol: str, days: int = 365, *,
+                   timeout: float | None = None) -> pd.DataFrame:
+        if days < 1:
+            raise ValueError("days must be >= 1")
+        now = pd.Timestamp(self._clock())
+        params = {"symbol": symbol, "periodType": "year", "frequencyType": "daily",
+                  "frequency": 1, "needExtendedHoursData": "false",
+                  "startDate": int((now - pd.Timedelta(days=days)).timestamp() * 1000),
+                  "endDate": int(now.timestamp() * 1000)}
+        return self._for_symbol(symbol, "pricehistory", params, timeout,
+                                lambda data: _parse_candles(symbol, data, daily=True))
+
+    def intraday_bars(self, symbol: str, minutes: int = 5, days: int = 1, *,
+                      timeout: float | None = None) -> pd.DataFrame:
+        if minutes not in (1, 5, 10, 15, 30) or days not in (1, 2, 3, 4, 5, 10):
+            raise ValueError("Schwab allows minutes 1, 5, 10, 15, 30 and days 1-5 or 10")
+        params = {"symbol": symbol, "periodType": "day", "period": days,
+                  "frequencyType": "minute", "frequency": minutes,
+                  "needExtendedHoursData": "false"}
+        return self._for_symbol(symbol, "pricehistory", params, timeout,
+                                lambda data: _parse_candles(symbol, data, daily=False))
+
+    # -- options -------------------------------------------------------------------
+
+    def expirations(self, symbol: str, count: int = 4, *,
+                    timeout: float | None = None) -> list[dt.date]:
+        today = self._today()
+        return self._for_symbol(symbol, "expirationchain", {"symbol": symbol}, timeout,
+                                lambda data: _weekly(symbol, data, today)[:count])
+
+    def option_chain(self, symbol: str, expiration: dt.date, strike_band_pct: float = 5.0, *,
+                     timeout: float | None = None) -> pd.DataFrame:
+        params = {"symbol": symbol, "contractType": "ALL", "strategy": "SINGLE",
+                  "includeUnderlyingQuote": "true", "fromDate": expiration.isoformat(),
+                  "toDate": expiration.isoformat()}
+        return self._for_symbol(symbol, "chains", params, timeout,
+                                lambda data: _parse_chain(symbol, data, expiration,
+                                                          strike_band_pct, self._today()))
+
+
+# --- payload parsing -------------------------------------------------------------
+
+def _number(record: Mapping, key: str, what: str, default=None) -> float:
+    value = record.get(key, default) if isinstance(record, Mapping) else default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if value is None:
+            raise BadPayload(f"{what}: field '{key}' missing")
+        raise BadPayload(f"{what}: field '{key}' is not a number ({type(value).__name__})")
+    return float(value)
+
+
+def _parse_quote(symbol: str, entry: Any, invalid: bool) -> dict:
+    if invalid:
+        raise BadPayload(f"quotes: Schwab does not know symbol {symbol} (invalidSymbols)")
+    if not isinstance(entry, dict):
+        raise BadPayload(f"quotes: {symbol} missing from the response")
+    quote = entry.get("quote")
+    what = f"quotes: {symbol}"
+    if not isinstance(quote, dict):
+        raise BadPayload(f"{what}: no 'quote' object")
+    price = _number(quote, "lastPrice", what)
+    close = _number(quote, "closePrice", what, default=0.0)
+    if close > 0:
+        change, pct = price - close, (price / close - 1) * 100
+    else:
+        change = _number(quote, "netChange", what, default=0.0)
+        pct = _number(quote, "netPercentChange", what, default=0.0)
+    return {"price": price, "daily_change": round(change, 6), "daily_change_pct": round(pct, 6),
+            "volume": int(_number(quote, "totalVolume", what, default=0))}
+
+
+def _parse_candles(symbol: str, data: Any, daily: bool) -> pd.DataFrame:
+    what = f"pricehistory {symbol}"
+    if not isinstance(data, dict) or not isinstance(data.get("candles"), list):
+        raise BadPayload(f"{what}: no 'candles' list in the response")
+    candles = data["candles"]
+    columns = {k: np.empty(len(candles)) for k in ("open", "high", "low", "close", "volume",
+                                                   "datetime")}
+    for i, candle in enumerate(candles):
+        for key, values in columns.items():
+            values[i] = _number(candle, key, f"{what} candle {i}")
+    stamps = pd.to_datetime(columns["datetime"].astype("int64"), unit="ms", utc=True)
+    stamps = stamps.tz_convert(NEW_YORK)
+    index = (pd.DatetimeIndex(stamps.normalize().tz_localize(None), name="date") if daily
+             else pd.DatetimeIndex(stamps, name="datetime"))
+    frame = bars_frame(index, columns["open"], columns["high"], columns["low"], columns["close"],
+                       columns["volume"])
+    return frame[~frame.index.duplicated(keep="last")]
+
+
+def _weekly(symbol: str, data: Any, today: dt.date) -> list[dt.date]:
+    """One expiration per week: the last one on or before Friday (Thursday in holiday weeks)."""
+    if not isinstance(data, dict) or not isinstance(data.get("expirationList"), list):
+        raise BadPayload(f"expirationchain {symbol}: no 'expirationList' in the response")
+    by_week: dict[tuple[int, int], dt.date] = {}
+    for item in data["expirationList"]:
+        raw = item.get("expirationDate") if isinstance(item, dict) else None
+        try:
+            day = dt.date.fromisoformat(str(raw)[:10])
+        except ValueError:
+            raise BadPayload(f"expirationchain {symbol}: bad expirationDate {raw!r}") from None
+        if day > today and day.weekday() <= 4:
+            week = day.isocalendar()[:2]
+            by_week[week] = max(day, by_week.get(week, day))
+    return sorted(by_week.values())
+
+
+_PRICE_KEYS = {"bid": ("bid", "bidPrice"), "ask": ("ask", "askPrice"),
+               "last": ("last", "lastPrice"), "mark": ("mark", "markPrice")}
+
+
+def _parse_chain(symbol: str, data: Any, expiration: dt.date, band_pct: float,
+                 today: dt.date) -> pd.DataFrame:
+    what = f"chains {symbol} {expiration}"
+    if not isinstance(data, dict):
+        raise BadPayload(f"{what}: expected a JSON object")
+    if data.get("status") == "FAILED":
+        raise BadPayload(f"{what}: Schwab answered status FAILED (no chain for that "
+                         f"symbol/date)")
+    underlying = data.get("underlying") if isinstance(data.get("underlying"), dict) else {}
+    spot = data.get("underlyingPrice") or underlying.get("last") or underlying.get("mark")
+    spot = _number({"underlyingPrice": spot}, "underlyingPrice", what)
+    rows: dict[str, list] = {name: [] for name in ("type", "strike", "bid", "ask", "last",
+                                                   "mark", "volume", "open_interest", "delta",
+                                                   "iv", "dte")}
+    for kind, key in (("CALL", "callExpDateMap"), ("PUT", "putExpDateMap")):
+        by_expiry = data.get(key) or {}
+        if not isinstance(by_expiry, dict):
+            raise BadPayload(f"{what}: '{key}' is not an object")
+        for expiry_key, strikes in by_expiry.items():
+            if str(expiry_key)[:10] != expiration.isoformat() or not isinstance(strikes, dict):
+                continue
+            for contracts in strikes.values():
+                for contract in contracts if isinstance(contracts, list) else ():
+                    _add_contract(rows, kind, contract, what, today, expiration)
+    strikes = np.asarray(rows["strike"], dtype=float)
+    keep = np.abs(strikes / spot - 1) <= band_pct / 100 if spot > 0 else strikes == strikes
+    columns = {name: np.asarray(values)[keep] if values else values
+               for name, values in rows.items()}
+    n = int(keep.sum())
+    columns.update(expiry=[expiration] * n, underlying_price=[spot] * n)
+    return chain_frame(columns)
+
+
+def _add_contract(rows, kind, contract, what, today, expiration):
+    where = f"{what} contract {contract.get('symbol', '?') if isinstance(contract, dict) else '?'}"
+    if not isinstance(contract, dict):
+        raise BadPayload(f"{where}: not an object")
+    rows["type"].append(str(contract.get("putCall") or kind).upper())
+    rows["strike"].append(_number(contract, "strikePrice", where))
+    for name, keys in _PRICE_KEYS.items():
+        key = next((k for k in keys if k in contract), keys[0])
+        rows[name].append(_number(contract, key, where))
+    rows["volume"].append(int(_number(contract, "totalVolume", where, default=0)))
+    rows["open_interest"].append(int(_number(contract, "openInterest", where, default=0)))
+    rows["delta"].append(_available(contract.get("delta")))
+    rows["iv"].append(_available(contract.get("volatility")))
+    dte = contract.get("daysToExpiration")
+    rows["dte"].append(int(dte) if isinstance(dte, (int, float)) and not isinstance(dte, bool)
+                       else (expiration - today).days)
+
+
+def _available(value) -> float:
+    """Schwab's -999 (and None/NaN/strings) mean 'not available': NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return math.nan if value <= -999 or math.isnan(value) else float(value)
