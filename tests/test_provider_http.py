@@ -234,6 +234,25 @@ def test_every_attempt_takes_a_budget_token(fake):
     assert result["ok"] is True and budget.calls == 3
 
 
+class SlowBudget:
+    """Grants a token exactly at the deadline, as a contended bucket may."""
+
+    def acquire(self, deadline):
+        while time.monotonic() < deadline:
+            time.sleep(max(deadline - time.monotonic(), 0))
+        return deadline
+
+
+def test_a_token_granted_at_the_deadline_is_not_used_for_a_late_request(fake):
+    http = HttpClient(budget=SlowBudget())
+    try:
+        error, elapsed = call(http, fake)
+    finally:
+        http.close()
+    assert isinstance(error, DeadlineExceeded) and "request budget" in str(error)
+    assert elapsed < DEADLINE + MARGIN and fake.hits("/echo") == 0
+
+
 def test_no_budget_token_means_no_request(fake):
     http = HttpClient(budget=CountingBudget(fail=True))
     try:

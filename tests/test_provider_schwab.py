@@ -17,7 +17,7 @@ from workers.providers import create_provider
 from workers.providers.base import (BAR_COLUMNS, CHAIN_COLUMNS, QUOTE_COLUMNS, AuthError,
                                     BadPayload, BudgetExhausted, CircuitOpen, DeadlineExceeded,
                                     HttpStatusError, ProviderError)
-from workers.providers.schwab import SchwabConfig, SchwabProvider
+from workers.providers.schwab import SchwabConfig, SchwabProvider, open_from_config
 
 DEADLINE = 0.3
 MARGIN = 0.3
@@ -101,6 +101,10 @@ def test_answers_in_the_standard_shapes(make, fake):
     assert (abs(chain["strike"] / spot - 1) <= 0.05).all()
     assert (chain["expiry"] == GOOD_FRIDAY_WEEK[0]).all() and (chain["dte"] == 3).all()
     assert set(chain["type"]) == {"CALL", "PUT"}
+
+
+def test_a_single_symbol_string_is_one_symbol_not_its_letters(make):
+    assert list(make().quotes("AAPL").index) == ["AAPL"]
 
 
 def test_quotes_are_fetched_in_batches(make, fake):
@@ -260,6 +264,14 @@ def test_missing_token_file_says_how_to_fix_it(make, tmp_path):
     assert isinstance(error, AuthError) and "not found" in str(error) and "login" in str(error)
 
 
+@pytest.mark.parametrize("content, words", [("[1, 2]", "JSON object"), ("{", "unreadable"),
+                                            ('{"access_token": "a"}', "no refresh_token")])
+def test_broken_token_file_is_a_clear_auth_error(make, token_path, content, words):
+    token_path.write_text(content)
+    error, _ = timed(make().daily_bars, "AAPL")
+    assert isinstance(error, AuthError) and words in str(error)
+
+
 def test_still_401_after_refresh_gives_up_with_auth_error(make, fake):
     fake.misbehave(HISTORY, "status", status=401)
     error, elapsed = timed(make().daily_bars, "AAPL")
@@ -326,3 +338,19 @@ def test_config_rejects_unknown_options_and_reads_secrets_from_the_environment(t
         provider.close()
     with pytest.raises(ValueError, match="unknown provider"):
         create_provider("yahoo")
+
+
+def test_builds_from_the_supervisor_provider_table(fake, tmp_path):
+    """[provider] in the supervisor config: token_file is relative to state_dir."""
+    write_tokens(tmp_path / "schwab-token.json", fake.issue_access_token(), 1800)
+    section = {"kind": "schwab", "request_timeout": 2.5, "requests_per_minute": 100,
+               "base_url": fake.url, "auth_url": fake.url, "token_file": "schwab-token.json",
+               "sim_seed": 0, "sim_hang_symbols": []}
+    provider = open_from_config(section, str(tmp_path), environ={
+        "SCHWAB_APP_KEY": fake.app_key, "SCHWAB_APP_SECRET": fake.app_secret})
+    try:
+        assert provider.config.call_timeout_s == 2.5
+        assert provider.http.budget.path == str(tmp_path / "schwab-requests.bucket")
+        assert list(provider.quotes(["AAPL"]).index) == ["AAPL"]
+    finally:
+        provider.close()

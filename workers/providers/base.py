@@ -154,7 +154,8 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def daily_bars(self, symbol: str, days: int = 365, *,
                    timeout: float | None = None) -> pd.DataFrame:
-        """Daily OHLCV covering the last `days` calendar days, today's partial bar last."""
+        """Daily OHLCV covering the last `days` calendar days (the running session's partial
+        bar last, when the source has one)."""
 
     @abc.abstractmethod
     def intraday_bars(self, symbol: str, minutes: int = 5, days: int = 1, *,

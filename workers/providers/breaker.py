@@ -66,7 +66,8 @@ class CircuitBreaker:
     def open_keys(self) -> list[str]:
         """Keys whose circuit is open or half-open, for health reporting."""
         with self._lock:
-            return sorted(k for k, c in self._circuits.items() if c.state is not BreakerState.CLOSED)
+            return sorted(key for key, circuit in self._circuits.items()
+                          if circuit.state is not BreakerState.CLOSED)
 
     def check(self, key: str) -> None:
         """Raise CircuitOpen unless a call for `key` may go ahead now."""
@@ -79,8 +80,9 @@ class CircuitBreaker:
                 waited = now - circuit.changed_at
                 if waited < self.cooldown_s:
                     raise CircuitOpen(
-                        f"circuit open for {key} after {circuit.failures} consecutive failures "
-                        f"(last: {circuit.last_error}); next trial in {self.cooldown_s - waited:.1f}s",
+                        f"circuit open for {key} after {circuit.failures} consecutive "
+                        f"failures (last: {circuit.last_error}); next trial in "
+                        f"{self.cooldown_s - waited:.1f}s",
                         symbol=key, retry_in=self.cooldown_s - waited)
                 self._transition(circuit, BreakerState.HALF_OPEN, now)
             if circuit.trial_in_flight:

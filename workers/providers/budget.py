@@ -83,8 +83,8 @@ class RequestBudget:
             remaining = deadline - self._clock()
             if outcome == "busy":  # another process is inside its few-microsecond update
                 if remaining <= 0:
-                    raise BudgetExhausted(
-                        f"request budget {self.path}: lock held by another process until the deadline")
+                    raise BudgetExhausted(f"request budget {self.path}: lock held by another "
+                                          f"process until the deadline")
                 self._sleep(min(self._poll_s, remaining))
                 continue
             if value > remaining:  # "empty": value is the time until the next token
@@ -97,7 +97,7 @@ class RequestBudget:
     # -- internals ---------------------------------------------------------
 
     def _try_take(self) -> tuple[str, float]:
-        """("granted", grant time), ("busy", 0) when the lock is held, or ("empty", seconds to wait)."""
+        """("granted", grant time), ("busy", 0) if the lock is held, ("empty", seconds to wait)."""
         fd = self._open()
         try:
             try:

@@ -15,8 +15,9 @@ request runs against an absolute deadline (a `time.monotonic()` value):
 - TCP connect and the TLS handshake use min(connect timeout, time left); CPython
   bounds a whole handshake by the socket timeout.
 - Not covered: DNS resolution (getaddrinfo cannot be interrupted); it is
-  bounded by the resolver's own timeouts. The supervisor's heartbeat check is
-  the backstop for that.
+  bounded by the resolver's own timeouts, and an HTTPS proxy's CONNECT reply,
+  bounded per read by the connect timeout. The supervisor's heartbeat check is
+  the backstop for those.
 
 Retries: urllib3's `Retry` decides what is retryable (429/500/502/503/504,
 idempotent methods only, transport errors for GET) and computes exponential
@@ -244,6 +245,7 @@ class HttpClient:
             self._check_deadline(deadline, started, where, "before sending")
             if use_budget and self.budget is not None:
                 self.budget.acquire(deadline)
+                self._check_deadline(deadline, started, where, "waiting for the request budget")
             try:
                 response, body = self._attempt(method, url, deadline, params=params, data=data,
                                                headers=headers, auth=auth)

@@ -90,6 +90,24 @@ class SchwabConfig:
         return cls(**values)
 
 
+def open_from_config(section: Mapping[str, Any], state_dir: str,
+                     environ: Mapping[str, str] = os.environ) -> "SchwabProvider":
+    """Build from the supervisor's [provider] table (base_url, auth_url, token_file relative
+    to state_dir, requests_per_minute, request_timeout); the app key and secret come from
+    SCHWAB_APP_KEY / SCHWAB_APP_SECRET. Keys for other providers (kind, sim_*) are ignored."""
+    options: dict[str, Any] = {"state_dir": state_dir,
+                               "token_path": os.path.join(state_dir, section.get(
+                                   "token_file", "schwab-token.json"))}
+    for key, name in (("base_url", "base_url"), ("auth_url", "auth_url"),
+                      ("requests_per_minute", "requests_per_minute"),
+                      ("request_timeout", "call_timeout_s")):
+        if key in section:
+            options[name] = section[key]
+    if options.get("requests_per_minute", 120) <= SchwabConfig.request_burst:
+        options["request_burst"] = max(1, options["requests_per_minute"] // 2)
+    return SchwabProvider(SchwabConfig.from_mapping(options, environ))
+
+
 class SchwabProvider(Provider):
     """The Schwab Trader API behind the Provider interface. Not thread-safe: one per process."""
 
@@ -172,7 +190,7 @@ class SchwabProvider(Provider):
         rows: dict[str, dict] = {}
         errors: dict[str, str] = {}
         admitted = []
-        for symbol in dict.fromkeys(symbols):
+        for symbol in dict.fromkeys([symbols] if isinstance(symbols, str) else symbols):
             if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
                 errors[str(symbol)] = f"not a valid symbol: {symbol!r}"
                 continue

@@ -65,8 +65,10 @@ class TokenFile:
         except (OSError, ValueError) as exc:
             raise AuthError(f"Schwab token file {self.path} is unreadable "
                             f"({type(exc).__name__})") from None
-        holder = document.get("token") if isinstance(document.get("token"), dict) else document
-        refresh = holder.get("refresh_token") if isinstance(holder, dict) else None
+        if not isinstance(document, dict):
+            raise AuthError(f"Schwab token file {self.path} does not hold a JSON object")
+        holder = document["token"] if isinstance(document.get("token"), dict) else document
+        refresh = holder.get("refresh_token")
         if not isinstance(refresh, str) or not refresh:
             raise AuthError(f"Schwab token file {self.path} has no refresh_token: run the "
                             f"Schwab login flow again")
@@ -158,7 +160,8 @@ class SchwabAuth:
     # -- internals ---------------------------------------------------------
 
     def _valid(self, tokens: Tokens) -> bool:
-        return bool(tokens.access_token) and tokens.expires_at - self.refresh_margin_s > self._wall()
+        margin = self.refresh_margin_s
+        return bool(tokens.access_token) and tokens.expires_at - margin > self._wall()
 
     def _current(self, force: bool = False) -> Tokens:
         """The cached tokens, re-read when the file changed (another process refreshed)."""

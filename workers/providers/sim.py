@@ -10,13 +10,15 @@ some symbols show each technical signal the scanners look for:
   phases 0-31  quiet: closes jitter around an anchor, narrow ranges, low volume
                -> Bollinger Bands inside Keltner Channels (TTM squeeze on), and
                MACD hugging its signal line (crosses both ways);
-  phase 32     fire: a gap of ~10 daily sigmas on triple volume, up or down
+  phase 32     fire: a gap of 12-15 daily sigmas on triple volume, up or down
                -> volume-price breakout/breakdown, squeeze fires;
   phases 33-39 trend in the fire's direction on raised volume, ending at the
                next cycle's anchor.
-A symbol's phase is its position in DEFAULT_UNIVERSE (mod 40) and fire
-directions alternate by cycle and by group of 40 symbols, so every phase and
-both directions are always present across the ~170-symbol universe.
+A symbol's phase is its position in DEFAULT_UNIVERSE (mod 40); fire directions
+alternate by cycle and between groups of 40 symbols, so every phase and both
+directions are present on any day. Every fourth group of 40 oscillates instead
+(a 10-day wave, phases evenly spread), which keeps MACD crosses both ways
+coming every day.
 
 Intraday prices are a Brownian bridge from each session's open to its close,
 so quotes move minute by minute during market hours (9:30-16:00 New York) and
@@ -37,6 +39,7 @@ import functools
 import re
 import zlib
 from typing import Callable, Iterable, Mapping
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -44,11 +47,7 @@ import pandas as pd
 from ..universe import DEFAULT_UNIVERSE
 from .base import Provider, ProviderError, QuoteBatch, bars_frame, chain_frame
 
-try:
-    from zoneinfo import ZoneInfo
-    NEW_YORK = ZoneInfo("America/New_York")
-except Exception:  # pragma: no cover - no tz database: fixed EST
-    NEW_YORK = dt.timezone(dt.timedelta(hours=-5), "EST")
+NEW_YORK = ZoneInfo("America/New_York")
 
 CYCLE, FIRE = 40, 32
 SESSION_MINUTES = 390
@@ -90,12 +89,6 @@ def _nth_weekday(year, month, weekday, n):
     return first + dt.timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
 
 
-def _last_monday(year, month):
-    nxt = dt.date(year + month // 12, month % 12 + 1, 1)
-    last = nxt - dt.timedelta(days=1)
-    return last - dt.timedelta(days=last.weekday())
-
-
 def _observed(day: dt.date) -> dt.date | None:
     if day.weekday() == 5:
         return day - dt.timedelta(days=1)
@@ -107,7 +100,8 @@ def holidays_by_rule(year: int) -> tuple[dt.date, ...]:
     new_year = dt.date(year, 1, 1)
     days = [] if new_year.weekday() == 5 else [_observed(new_year)]  # Saturday: not observed
     days += [_nth_weekday(year, 1, 0, 3), _nth_weekday(year, 2, 0, 3),
-             _easter(year) - dt.timedelta(days=2), _last_monday(year, 5)]
+             _easter(year) - dt.timedelta(days=2),
+             dt.date(year, 5, 31) - dt.timedelta(days=dt.date(year, 5, 31).weekday())]
     if year >= 2022:
         days.append(_observed(dt.date(year, 6, 19)))
     days += [_observed(dt.date(year, 7, 4)), _nth_weekday(year, 9, 0, 1),
@@ -159,6 +153,16 @@ def _norm_cdf(x: np.ndarray) -> np.ndarray:
                                                                            + t * 1.061405429))))
     erf = 1.0 - poly * np.exp(-z * z)
     return 0.5 * (1.0 + np.sign(x) * erf)
+
+
+def _black_scholes(spot, strikes, iv, t, rate=0.04):
+    """Call and put values and the call delta (iv as a fraction, t in years)."""
+    d1 = (np.log(spot / strikes) + (rate + iv ** 2 / 2) * t) / (iv * np.sqrt(t))
+    d2 = d1 - iv * np.sqrt(t)
+    discounted = strikes * np.exp(-rate * t)
+    call = spot * _norm_cdf(d1) - discounted * _norm_cdf(d2)
+    put = discounted * _norm_cdf(-d2) - spot * _norm_cdf(-d1)
+    return call, put, _norm_cdf(d1)
 
 
 def _strike_step(price: float) -> float:
@@ -288,7 +292,7 @@ class SimProvider(Provider):
     def quotes(self, symbols, *, timeout=None) -> QuoteBatch:
         _, index, minute = self._now()
         rows, errors = {}, {}
-        for symbol in dict.fromkeys(symbols):
+        for symbol in dict.fromkeys([symbols] if isinstance(symbols, str) else symbols):
             try:
                 self._check(symbol)
             except ProviderError as exc:
@@ -356,28 +360,25 @@ class SimProvider(Provider):
         p = self._params(symbol)
         spot = float(np.exp(self._path(symbol, index)[minute]))
         reference = float(np.exp(self._day(symbol, index)["prev"][0]))
-        step = _strike_step(reference)
+        step = _strike_step(reference)  # a strike grid fixed for the day, whatever spot does
         grid = np.arange(np.floor(reference * 0.5 / step), np.ceil(reference * 1.5 / step) + 1)
-        rng = self._rng(symbol, 3, expiration.toordinal(), index)
-        base_oi, activity = rng.uniform(0.5, 1.5, (2, grid.size)), rng.uniform(0.01, 0.5, (2, grid.size))
         strikes = grid * step
+        rng = self._rng(symbol, 3, expiration.toordinal(), index)
+        base_oi = rng.uniform(0.5, 1.5, (2, grid.size))
+        activity = rng.uniform(0.01, 0.5, (2, grid.size))
         keep = np.abs(strikes / spot - 1) <= strike_band_pct / 100
         dte = (expiration - today).days
         t = max(dte, 0.25) / 365
-        iv0 = p["sigma"] * 100
         moneyness = np.log(strikes / spot)
-        iv = np.minimum(iv0 * (1 + 2.0 * moneyness ** 2 / max(t, 0.02)), 3 * iv0)
-        d1 = (-moneyness + (0.04 + iv ** 2 / 2) * t) / (iv * np.sqrt(t))
-        d2 = d1 - iv * np.sqrt(t)
-        discounted = strikes * np.exp(-0.04 * t)
-        call = spot * _norm_cdf(d1) - discounted * _norm_cdf(d2)
-        put = discounted * _norm_cdf(-d2) - spot * _norm_cdf(-d1)
+        iv = np.minimum(p["sigma"] * 100 * (1 + 2.0 * moneyness ** 2 / max(t, 0.02)),
+                        3 * p["sigma"] * 100)  # a smile around an annual vol of sigma * 100
+        call, put, call_delta = _black_scholes(spot, strikes, iv, t)
         oi_scale = p["volume"] / 2000 * np.exp(-(moneyness / 0.06) ** 2)
         elapsed = min(1.0, 0.1 + minute / SESSION_MINUTES)
         kept = np.flatnonzero(keep)
         parts = []
-        for side, (kind, value, delta) in enumerate((("CALL", call, _norm_cdf(d1)),
-                                                     ("PUT", put, _norm_cdf(d1) - 1))):
+        for side, (kind, value, delta) in enumerate((("CALL", call, call_delta),
+                                                     ("PUT", put, call_delta - 1))):
             oi = np.round(oi_scale * base_oi[side]).astype(np.int64) + 10
             mid = np.maximum(value, 0.01)
             spread = np.maximum(0.01, 0.04 * mid + 0.01)
