@@ -60,9 +60,10 @@ def test_hung_or_trickling_upstream_is_cut_off_at_the_deadline(client, fake, mod
 
 
 def test_timed_out_connections_are_closed_and_no_thread_is_left_behind(client, fake):
-    fake.misbehave("/echo", "hang")
     port = int(fake.url.rsplit(":", 1)[1])
-    for _ in range(3):
+    for mode in ("hang", "hang_body", "trickle"):
+        fake.clear()
+        fake.misbehave("/echo", mode)
         error, _ = call(client, fake, deadline=0.15)
         assert isinstance(error, DeadlineExceeded)
     mine = [c for c in psutil.Process().net_connections(kind="tcp")
@@ -72,6 +73,17 @@ def test_timed_out_connections_are_closed_and_no_thread_is_left_behind(client, f
                if t is not threading.main_thread() and t.name != "fake-schwab"
                and "process_request_thread" not in t.name]
     assert helpers == []
+
+
+def test_a_read_timeout_with_time_left_is_retried(fake):
+    http = HttpClient(HttpConfig(read_timeout_s=0.1, backoff_factor=0.01))
+    try:
+        fake.misbehave("/echo", "hang_body", times=1)
+        result, elapsed = call(http, fake, deadline=1.0)
+    finally:
+        http.close()
+    assert result["ok"] is True and fake.hits("/echo") == 2
+    assert elapsed < 1.0
 
 
 def test_healthy_calls_share_one_pooled_connection(client, fake):

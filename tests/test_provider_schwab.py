@@ -330,6 +330,10 @@ def test_config_rejects_unknown_options_and_reads_secrets_from_the_environment(t
     config = SchwabConfig.from_mapping({"token_path": "x"},
                                        environ={"SCHWAB_APP_KEY": "k", "SCHWAB_APP_SECRET": "s"})
     assert (config.app_key, config.app_secret) == ("k", "s") and "'s'" not in repr(config)
+    with pytest.raises(ValueError, match="base_url must be an http"):
+        SchwabConfig(token_path="x", base_url="api.schwabapi.com")
+    with pytest.raises(ValueError, match="call_timeout_s must be > 0"):
+        SchwabConfig(token_path="x", call_timeout_s=0)
     provider = create_provider("schwab", {"token_path": str(tmp_path / "t.json")},
                                state_dir=str(tmp_path / "state"))
     try:

@@ -253,7 +253,7 @@ class HttpClient:
                 raise
             except (requests.RequestException, ProtocolError, OSError) as exc:
                 error = self._transport_error(exc, deadline, started, where)
-                if isinstance(error, DeadlineExceeded) or isinstance(
+                if time.monotonic() >= deadline or isinstance(
                         exc, requests.exceptions.SSLError):  # certificates do not heal in seconds
                     raise error from exc
                 try:
@@ -282,7 +282,7 @@ class HttpClient:
     # -- one attempt ---------------------------------------------------------
 
     def _attempt(self, method, url, deadline, **kwargs) -> tuple[requests.Response, bytes]:
-        remaining = deadline - time.monotonic()
+        remaining = max(deadline - time.monotonic(), 0.001)  # urllib3 refuses 0; sockets enforce
         timeout = (min(self.config.connect_timeout_s, remaining),
                    min(self.config.read_timeout_s, remaining))
         token = _DEADLINE.set(deadline)
@@ -328,7 +328,7 @@ class HttpClient:
             found = re.search(r"\[SSL: [A-Z_]+\] ([^(]+)", text)
             reason = found.group(1).strip() if found else "handshake failed"
             return ProviderError(f"{where}: TLS failure ({reason}); not retried")
-        if isinstance(exc, (requests.Timeout, socket.timeout)):
+        if isinstance(exc, (requests.Timeout, socket.timeout)):  # silent for a whole read timeout
             return DeadlineExceeded(f"{where}: timed out ({type(exc).__name__}) with "
                                     f"{deadline - time.monotonic():.2f}s of the deadline left")
         return ProviderError(f"{where}: connection failed ({type(exc).__name__})")

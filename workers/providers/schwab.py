@@ -74,6 +74,15 @@ class SchwabConfig:
     refresh_margin_s: float = 120.0
     verify: bool | str = True
 
+    def __post_init__(self):
+        for name in ("base_url", "auth_url"):
+            if not str(getattr(self, name)).startswith(("http://", "https://")):
+                raise ValueError(f"schwab {name} must be an http:// or https:// URL")
+        for name in ("call_timeout_s", "connect_timeout_s", "read_timeout_s",
+                     "requests_per_minute", "quotes_batch_size", "breaker_failures"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"schwab {name} must be > 0")
+
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any],
                      environ: Mapping[str, str] = os.environ) -> "SchwabConfig":
