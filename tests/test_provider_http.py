@@ -312,5 +312,6 @@ def test_untrusted_certificate_is_a_clear_error_and_not_retried(tls_fake):
         error, elapsed = call(http, fake, deadline=2.0)
     finally:
         http.close()
-    assert isinstance(error, ProviderError) and "TLS failure (certificate verify failed" in str(error)
+    assert isinstance(error, ProviderError)
+    assert "TLS failure (certificate verify failed" in str(error)
     assert elapsed < 1.0

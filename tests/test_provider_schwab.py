@@ -80,7 +80,8 @@ def timed(fn, *args, **kw):
 def test_answers_in_the_standard_shapes(make, fake):
     provider = make(call_timeout_s=5.0)
     batch = provider.quotes(["AAPL", "MSFT", "SPY"])
-    assert list(batch.columns) == list(QUOTE_COLUMNS) and list(batch.index) == ["AAPL", "MSFT", "SPY"]
+    assert list(batch.columns) == list(QUOTE_COLUMNS)
+    assert list(batch.index) == ["AAPL", "MSFT", "SPY"]
     expected = fake.market.quotes(["AAPL", "MSFT", "SPY"])
     pd.testing.assert_series_equal(batch["price"], expected["price"])
     assert batch.errors == {}

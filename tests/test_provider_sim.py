@@ -119,7 +119,8 @@ def test_option_chain_shape_and_pricing_sanity():
     assert calls["delta"].between(0, 1).all() and puts["delta"].between(-1, 0).all()
     assert calls["delta"].is_monotonic_decreasing  # deeper in the money at lower strikes
     assert (chain["iv"] > 5).all() and (chain["iv"] < 300).all()  # percent
-    assert (chain["expiry"] == expiry).all() and (chain["dte"] == (expiry - MIDDAY.date()).days).all()
+    assert (chain["expiry"] == expiry).all()
+    assert (chain["dte"] == (expiry - MIDDAY.date()).days).all()
 
 
 def test_whale_trades_show_up_now_and_then():
@@ -157,7 +158,7 @@ def test_expirations_move_to_thursday_when_friday_is_a_holiday(today, expected):
 # -- technical signals --------------------------------------------------------------
 
 def _signals(sim):
-    """Old-system definitions (MACD 12/26/9 cross, VPB 7/30, TTM 20/2.0/1.5), all symbols at once."""
+    """Old-system definitions (MACD 12/26/9 cross, VPB 7/30, TTM 20/2.0/1.5), all symbols."""
     bars = {s: sim.daily_bars(s, 120) for s in WATCHLIST}
     c, h, l, v = (pd.DataFrame({s: b[k] for s, b in bars.items()})
                   for k in ("close", "high", "low", "volume"))
