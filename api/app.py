@@ -1,0 +1,294 @@
+"""The HTTP API (API.md) as a Bottle application: `create_app(reader, status, token=...)`.
+
+Every answer is JSON (`application/json; charset=utf-8`) except /metrics.
+Bodies are written the way the old Flask service's `jsonify` wrote them -
+keys sorted, no spaces, non-ASCII escaped, a trailing newline - so the
+dashboard client sees the same bytes. Errors are `{"success": false,
+"error": "..."}`: 400 bad parameter, 401 bad token, 403 no token configured,
+404 unknown path or worker, 405 wrong method, 503 store or supervisor
+unavailable; an unexpected exception is logged and answered 500 in JSON
+(never a traceback, never HTML).
+
+Successful store reads may be served from a cache for `cache_ttl` seconds
+(the worker uses 1 s): at hundreds of requests per second the dashboard then
+costs one SQLite query per distinct URL per second, and the data is at most
+that much older (`age_s` included).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import bottle
+
+from workers.store import StoreError
+
+from . import metrics
+from . import validation as V
+from .status import SupervisorUnavailable
+
+__all__ = ["create_app", "JSON_CONTENT_TYPE", "WORKER_FIELDS", "dumps"]
+
+log = logging.getLogger("api")
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+# The fields of a GET /api/workers row (API.md), taken from the supervisor's status rows.
+WORKER_FIELDS = ("name", "state", "pid", "uptime_s", "restarts", "last_beat_age_s",
+                 "last_cycle_ok_age_s", "phase", "item", "last_exit", "rss_mb", "backoff_s")
+_MAX_PATH_ECHO = 200
+
+_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
+def dumps(obj: Any) -> bytes:
+    """JSON as Flask's jsonify wrote it: sorted keys, compact, ASCII, newline-terminated."""
+    return (_encode(obj) + "\n").encode("ascii")
+
+
+def _answer(status: int, obj: Any, headers: Optional[dict] = None) -> bottle.HTTPResponse:
+    response = bottle.HTTPResponse(body=dumps(obj), status=status)
+    response.content_type = JSON_CONTENT_TYPE
+    for name, value in (headers or {}).items():
+        response.set_header(name, value)
+    return response
+
+
+def _failure(status: int, error: str, headers: Optional[dict] = None) -> bottle.HTTPResponse:
+    return _answer(status, {"success": False, "error": error}, headers)
+
+
+def _path() -> str:
+    path = bottle.request.path
+    return path if len(path) <= _MAX_PATH_ECHO else path[:_MAX_PATH_ECHO] + "..."
+
+
+class ResponseCache:
+    """Whole 200 answers of the store endpoints by raw (path, query string), for `ttl` seconds.
+
+    It sits in front of the router (see _JsonBottle.wsgi): a hit costs a dict
+    lookup, not a Bottle request. ttl <= 0 turns it off. At most `max_entries`
+    URLs are kept; when full it starts over, so odd query strings cannot grow it.
+    """
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic, max_entries: int = 512):
+        self.ttl = float(ttl)
+        self._clock = clock
+        self._max = max_entries
+        self._entries: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key) -> Optional[tuple[list, bytes]]:
+        hit = self._entries.get(key)
+        if hit is None or hit[0] <= self._clock():
+            return None
+        return hit[1], hit[2]
+
+    def put(self, key, headers: list, body: bytes) -> None:
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+            self._entries[key] = (self._clock() + self.ttl, headers, body)
+
+
+class _JsonBottle(bottle.Bottle):
+    """Bottle whose own errors (404, 405, 500, bad path encoding) are JSON too,
+    with a response cache for the GET endpoints in `cacheable` in front of it."""
+
+    cache: Optional[ResponseCache] = None
+    cacheable: frozenset = frozenset()
+
+    def wsgi(self, environ, start_response):
+        cache = self.cache
+        path = environ.get("PATH_INFO", "")
+        if cache is None or cache.ttl <= 0 or path not in self.cacheable \
+                or environ.get("REQUEST_METHOD") != "GET":
+            return super().wsgi(environ, start_response)
+        key = (path, environ.get("QUERY_STRING", ""))
+        hit = cache.get(key)
+        if hit is not None:
+            start_response("200 OK", hit[0])
+            return [hit[1]]
+        answered = []
+
+        def remember(status, headers, exc_info=None):
+            answered.append((status, headers))
+            return start_response(status, headers, exc_info)
+
+        out = super().wsgi(environ, remember)
+        if answered and answered[0][0].startswith("200 ") and isinstance(out, list):
+            body = b"".join(out)
+            cache.put(key, list(answered[0][1]), body)
+            return [body]
+        return out
+
+    def default_error_handler(self, res: bottle.HTTPError) -> bytes:
+        code = res.status_code
+        request = bottle.request
+        if code == 404:
+            error = f"no such endpoint: {_path()} (the endpoints are listed in API.md)"
+        elif code == 405:
+            allowed = res.get_header("Allow") or ""
+            error = (f"method {request.method} is not allowed on {_path()}; "
+                     f"allowed: {', '.join(m.strip() for m in allowed.split(',') if m.strip())}")
+        elif code >= 500:
+            if res.traceback:
+                log.error("unhandled exception on %s %s:\n%s", request.method, _path(), res.traceback)
+            error = "internal error; the API worker's log has the details"
+        else:
+            error = str(res.body) if isinstance(res.body, str) and res.body else res.status_line
+        bottle.response.content_type = JSON_CONTENT_TYPE
+        return dumps({"success": False, "error": error})
+
+
+def _endpoint(handler: Callable) -> Callable:
+    """Map the errors a handler may meet to JSON answers (400, 503)."""
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except V.ParamError as exc:
+            return _failure(400, str(exc))
+        except StoreError as exc:
+            log.warning("store read failed: %s", exc)
+            return _failure(503, f"the store cannot be read: {exc}")
+        except SupervisorUnavailable as exc:
+            return _failure(503, f"the supervisor cannot be reached: {exc}")
+
+    return wrapper
+
+
+def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0) -> bottle.Bottle:
+    """The API over a StoreReader and a StatusSource (see api/status.py).
+
+    `token` enables the mutating endpoints (empty: they answer 403).
+    """
+    app = _JsonBottle(catchall=True)
+    for plugin in list(app.plugins):  # we return bytes: no JSON or template plugin per request
+        app.uninstall(plugin)
+    app.cache = ResponseCache(cache_ttl)
+    app.cacheable = frozenset(("/api/watchlist", "/api/whale_flows", "/api/macd_scanner", "/api/vpb_scanner",
+                               "/api/ttm_squeeze_scanner", "/api/stats", "/api/last_update"))
+    registry = metrics.make_registry(status, reader)
+
+    def query() -> dict[str, str]:
+        return V.parse_query(bottle.request.environ.get("QUERY_STRING", ""))
+
+    def listing(rows: list, **echo) -> bottle.HTTPResponse:
+        return _answer(200, {"success": True, "count": len(rows), **echo, "data": rows})
+
+    # -- the old service's endpoints ----------------------------------------
+
+    @app.get("/health")
+    @_endpoint
+    def health():
+        problems = health_problems(reader, status)
+        if problems:
+            return _answer(503, {"status": "degraded", "problems": problems})
+        return _answer(200, {"status": "healthy"})
+
+    @app.get("/api/watchlist")
+    @_endpoint
+    def watchlist():
+        order_by, limit = V.watchlist_params(query())
+        return listing(reader.watchlist(order_by=order_by, limit=limit))
+
+    @app.get("/api/whale_flows")
+    @_endpoint
+    def whale_flows():
+        sort_by, limit, hours = V.whale_flows_params(query())
+        return listing(reader.whale_flows(sort_by=sort_by, limit=limit, hours=hours), sort_by=sort_by)
+
+    def scanner(path: str, filters, method: str) -> None:
+        @app.get(path)
+        @_endpoint
+        def endpoint():
+            filter_, limit = V.scanner_params(query(), filters)
+            return listing(getattr(reader, method)(filter=filter_, limit=limit), filter=filter_)
+
+    scanner("/api/macd_scanner", V.MACD_FILTERS, "macd")
+    scanner("/api/vpb_scanner", V.VPB_FILTERS, "vpb")
+    scanner("/api/ttm_squeeze_scanner", V.TTM_FILTERS, "ttm")
+
+    @app.get("/api/stats")
+    @_endpoint
+    def stats():
+        return _answer(200, {"success": True, "stats": reader.stats()})
+
+    @app.get("/api/last_update")
+    @_endpoint
+    def last_update():
+        return _answer(200, {"success": True, **reader.last_update(stale_after=status.stale_after())})
+
+    # -- new endpoints ------------------------------------------------------
+
+    @app.get("/api/workers")
+    @_endpoint
+    def workers():
+        rows = [{field: row.get(field) for field in WORKER_FIELDS} for row in status.rows()]
+        return _answer(200, {"success": True, "count": len(rows), "data": rows})
+
+    @app.post("/api/workers/<name>/restart")
+    @_endpoint
+    def restart(name):
+        if not token:
+            return _failure(403, "mutating endpoints are disabled: no API token is configured "
+                                 "(set [api] token or MDW_API_TOKEN)")
+        if not V.token_matches(V.bearer_token(bottle.request.environ.get("HTTP_AUTHORIZATION")), token):
+            return _failure(401, "missing or wrong token: send 'Authorization: Bearer <token>'",
+                            {"WWW-Authenticate": 'Bearer realm="mdw"'})
+        answer = status.restart(name)
+        if answer.get("ok") is True:
+            log.info("restart of worker %r requested over the API", name)
+            return _answer(202, {"success": True, "name": name, "status": "restart queued"})
+        error = str(answer.get("error") or "the supervisor refused the restart")
+        if answer.get("kind") == "unknown_name":
+            return _failure(404, f"no worker named {name!r}: {error}")
+        return _failure(409, error)
+
+    @app.get("/metrics")
+    def prometheus():
+        response = bottle.HTTPResponse(body=metrics.render(registry), status=200)
+        response.content_type = metrics.CONTENT_TYPE
+        return response
+
+    return app
+
+
+def health_problems(reader, status) -> list[str]:
+    """Why the service is degraded: unhealthy wanted workers, stale datasets, unreachable parts."""
+    problems = []
+    try:
+        rows = status.rows()
+    except SupervisorUnavailable as exc:
+        problems.append(f"supervisor unreachable: {exc}")
+        rows = None
+    for row in rows or ():
+        if row.get("wanted", True) and row.get("healthy") is not True:
+            problems.append(f"worker {row.get('name')} is not healthy: {_worker_state(row)}")
+    try:
+        updates = reader.last_update(stale_after=status.stale_after())
+    except StoreError as exc:
+        problems.append(f"store unreadable: {exc}")
+        updates = {}
+    limits = status.stale_after()
+    for dataset, entry in updates.items():
+        if entry is not None and entry["stale"]:
+            problems.append(f"dataset {dataset} is stale: last written {entry['age_s']:.0f}s ago "
+                            f"(limit {limits[dataset]:.0f}s)")
+    return problems
+
+
+def _worker_state(row: dict) -> str:
+    text = str(row.get("state"))
+    last_exit = row.get("last_exit")
+    if isinstance(last_exit, dict) and last_exit.get("reason"):
+        text += f" (last exit: {last_exit['reason']}"
+        if last_exit.get("detail"):
+            text += f", {last_exit['detail']}"
+        text += ")"
+    return text

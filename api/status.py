@@ -1,0 +1,119 @@
+"""What the API knows of the supervisor: worker rows over the control socket.
+
+`StatusSource.rows()` asks mdwd for `status` at most once per `ttl` seconds,
+whatever the request rate (one caller asks, concurrent callers wait for its
+answer), and remembers a failure just as long, so a dead supervisor costs one
+connect attempt per second, not one per request. It raises
+`SupervisorUnavailable` when mdwd cannot be reached or answers nonsense.
+
+Staleness of the datasets (`stale_after`): a dataset is stale when it is older
+than STALE_INTERVALS (3) intervals of the worker that writes it, found in the
+status rows by kind (the largest interval if several workers share the kind).
+When that is unknown - no such worker configured, or the supervisor
+unreachable - the fixed fallback FALLBACK_STALE_AFTER_S (3 x 300 s = 900 s)
+applies.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from supervisor.control_client import ControlError
+
+__all__ = ["StatusSource", "SupervisorUnavailable", "DATASET_WRITER_KIND",
+           "STALE_INTERVALS", "FALLBACK_STALE_AFTER_S", "stale_after"]
+
+# dataset -> the worker kind that writes it
+DATASET_WRITER_KIND = {
+    "watchlist": "watchlist",
+    "whale_flows": "whale_flows",
+    "macd_scanner": "macd",
+    "vpb_scanner": "vpb",
+    "ttm_squeeze_scanner": "ttm",
+}
+STALE_INTERVALS = 3
+FALLBACK_STALE_AFTER_S = STALE_INTERVALS * 300.0
+
+
+class SupervisorUnavailable(Exception):
+    """mdwd could not be asked (not running, socket missing, timeout, bad answer)."""
+
+
+def stale_after(rows: Optional[list[dict]]) -> dict[str, float]:
+    """Per dataset, the age in seconds beyond which it is stale (see the module docstring)."""
+    intervals: dict[str, float] = {}
+    for row in rows or ():
+        kind, interval = row.get("kind"), row.get("interval")
+        if isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval > 0:
+            intervals[kind] = max(float(interval), intervals.get(kind, 0.0))
+    return {dataset: STALE_INTERVALS * intervals[kind] if kind in intervals else FALLBACK_STALE_AFTER_S
+            for dataset, kind in DATASET_WRITER_KIND.items()}
+
+
+class StatusSource:
+    """Cached `status` answers of mdwd, and `restart` requests, through a ControlClient."""
+
+    def __init__(self, client, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self._client = client
+        self._ttl = float(ttl)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._expires = float("-inf")
+        self._rows: Optional[list[dict]] = None
+        self._error: Optional[str] = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The worker rows of the last answer no older than ttl; SupervisorUnavailable if none."""
+        with self._lock:
+            if self._clock() >= self._expires:
+                self._refresh()
+            rows, error = self._rows, self._error
+        if error is not None:
+            raise SupervisorUnavailable(error)
+        return rows
+
+    def rows_or_none(self) -> Optional[list[dict[str, Any]]]:
+        try:
+            return self.rows()
+        except SupervisorUnavailable:
+            return None
+
+    def stale_after(self) -> dict[str, float]:
+        return stale_after(self.rows_or_none())
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._expires = float("-inf")
+
+    def _refresh(self) -> None:
+        try:
+            answer = self._client.call("status")
+            rows = answer.get("workers") if isinstance(answer, dict) else None
+            if not isinstance(answer, dict) or answer.get("ok") is not True:
+                raise SupervisorUnavailable(f"mdwd refused the status request: {_why(answer)}")
+            if not isinstance(rows, list) or not all(isinstance(r, dict) and "name" in r for r in rows):
+                raise SupervisorUnavailable("mdwd answered status without a list of worker rows")
+            self._rows, self._error = rows, None
+        except (ControlError, SupervisorUnavailable) as exc:
+            self._rows, self._error = None, str(exc)
+        finally:
+            self._expires = self._clock() + self._ttl
+
+    def restart(self, name: str) -> dict[str, Any]:
+        """mdwd's answer to `restart` (which may say ok: false); SupervisorUnavailable if none."""
+        try:
+            answer = self._client.call("restart", names=[name])
+        except ControlError as exc:
+            raise SupervisorUnavailable(str(exc)) from None
+        finally:
+            self.invalidate()
+        if not isinstance(answer, dict):
+            raise SupervisorUnavailable("mdwd answered restart with something that is not an object")
+        return answer
+
+
+def _why(answer: Any) -> str:
+    if isinstance(answer, dict) and answer.get("error"):
+        return str(answer["error"])
+    return repr(answer)[:200]
