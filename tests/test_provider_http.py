@@ -123,6 +123,12 @@ def test_429_asking_for_longer_than_the_deadline_fails_at_once(client, fake):
     assert elapsed < 0.2 and fake.hits("/echo") == 1
 
 
+def test_unparsable_retry_after_falls_back_to_backoff(client, fake):
+    fake.misbehave("/echo", "status", status=503, retry_after="soon", times=1)
+    result, _ = call(client, fake, deadline=2.0)
+    assert result["ok"] is True and fake.hits("/echo") == 2
+
+
 def test_5xx_is_retried_with_backoff_then_succeeds(client, fake):
     fake.misbehave("/echo", "status", status=500, times=2)
     result, elapsed = call(client, fake, deadline=2.0)

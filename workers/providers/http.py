@@ -268,7 +268,7 @@ class HttpClient:
             if status == 401:
                 raise AuthError(f"{where}: HTTP 401 Unauthorized (access token rejected): "
                                 f"{excerpt(body, secrets)}")
-            retry_after = retry.get_retry_after(response.raw) if status in (429, 503) else None
+            retry_after = self._retry_after(retry, response) if status in (429, 503) else None
             error = self._status_error(response, body, where, secrets, retry_after)
             if not retry.is_retry(method, status, has_retry_after=retry_after is not None):
                 raise error
@@ -303,6 +303,13 @@ class HttpClient:
             _DEADLINE.reset(token)
             if response is not None:
                 response.close()  # returns a fully read connection to the pool, else closes it
+
+    @staticmethod
+    def _retry_after(retry: Retry, response) -> float | None:
+        try:
+            return retry.get_retry_after(response.raw)
+        except Exception:  # an unparsable Retry-After: fall back to our own backoff
+            return None
 
     # -- classification ------------------------------------------------------
 
