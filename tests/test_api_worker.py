@@ -1,0 +1,245 @@
+"""The API worker process: waitress really serves, and beats come only after a good self-check.
+
+In-process tests drive ApiWorker.run_once() with a recording ctx; real-process
+tests run `api.worker.run` in a child with a real WorkerContext on a pipe,
+each in its own session, killed by a finalizer. Ports are always ephemeral.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from types import SimpleNamespace
+
+import pytest
+
+from api.server import self_check
+from api.worker import EXIT_CANNOT_LISTEN, EXIT_SERVER_DIED, ApiWorker, settings_from
+from supervisor.protocol import MessageDecoder
+from tests.fake_control import FakeControl, worker_row
+from tests.proctree import poll
+from tests.test_api import fill
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_spec(state_dir, interval=1.0, heartbeat_timeout=30.0, **api):
+    section = {"host": "127.0.0.1", "port": 0, "token": "", "threads": 4, "self_check_interval": 0.2}
+    section.update(api)
+    return SimpleNamespace(name="api", kind="api", interval=interval, options={}, state_dir=str(state_dir),
+                           heartbeat_timeout=heartbeat_timeout, sections={"api": section})
+
+
+class RecordingCtx:
+    def __init__(self, spec):
+        self.spec = spec
+        self.name = spec.name
+        self.interval = spec.interval
+        self.state_dir = spec.state_dir
+        self.beats, self.cycles = [], []
+
+    def beat(self, phase, item=None):
+        self.beats.append((phase, item))
+
+    def cycle(self, ok, duration, counts=None, error=None):
+        self.cycles.append((ok, error))
+
+
+@pytest.fixture
+def worker(tmp_path):
+    made = []
+
+    def make(**api):
+        fill(tmp_path / "state")
+        ctx = RecordingCtx(make_spec(tmp_path / "state", **api))
+        w = ApiWorker(ctx, environ={})
+        w.open()
+        w.start()
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+
+
+def fetch(url, timeout=5.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read()
+
+
+# -- in process ----------------------------------------------------------------
+
+def test_waitress_serves_the_app_on_an_ephemeral_port(worker):
+    w = worker()
+    assert w.server.port > 0 and w.server.alive
+    status, content_type, body = fetch(w.server.url("/api/watchlist?limit=2"))
+    assert status == 200 and content_type == "application/json; charset=utf-8"
+    assert json.loads(body)["count"] == 2
+    status, content_type, body = fetch(w.server.url("/api/nothing"))
+    assert status == 404 and json.loads(body)["success"] is False
+
+
+def test_a_good_self_check_beats_and_reports_a_good_cycle(worker):
+    w = worker()
+    assert w.run_once() is True
+    assert w.ctx.beats == [("self-check", "/api/last_update")]
+    assert w.ctx.cycles == [(True, None)]
+
+
+def test_a_server_that_stopped_answering_gets_no_beat(worker):
+    w = worker()
+    w.server.stop()
+    assert w.run_once() is False
+    assert w.ctx.beats == []
+    ok, error = w.ctx.cycles[-1]
+    assert ok is False and "GET /api/last_update" in error
+
+
+def test_a_dead_server_thread_ends_the_loop_with_its_exit_code(worker):
+    w = worker()
+    w.server.stop()
+    poll(lambda: not w.server.alive, 5, what="the waitress thread to end")
+    assert w.serve_forever() == EXIT_SERVER_DIED
+    assert w.ctx.beats == []
+
+
+def test_hung_server_self_check_gives_up_within_its_timeout():
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        started = time.monotonic()
+        problem = self_check("127.0.0.1", listener.getsockname()[1], "/api/last_update", timeout=0.3)
+    assert problem is not None and "timed out" in problem
+    assert time.monotonic() - started < 2.0
+
+
+def test_token_from_the_environment_overrides_the_config(tmp_path):
+    ctx = RecordingCtx(make_spec(tmp_path, token="from-config"))
+    assert settings_from(ctx, environ={})["token"] == "from-config"
+    assert settings_from(ctx, environ={"MDW_API_TOKEN": ""})["token"] == "from-config"
+    assert settings_from(ctx, environ={"MDW_API_TOKEN": "from-env"})["token"] == "from-env"
+
+
+def test_defaults_apply_to_a_missing_section(tmp_path):
+    spec = make_spec(tmp_path)
+    spec.sections = {}
+    assert settings_from(RecordingCtx(spec), environ={}) == {
+        "host": "127.0.0.1", "port": 8000, "token": "", "threads": 8, "self_check_interval": 5.0}
+
+
+@pytest.mark.parametrize("check, interval, timeout, period", [
+    (5.0, 60.0, 30.0, 5.0), (5.0, 2.0, 30.0, 2.0), (20.0, 60.0, 30.0, 10.0)])
+def test_the_self_check_comes_often_enough_for_the_supervisor(tmp_path, check, interval, timeout, period):
+    ctx = RecordingCtx(make_spec(tmp_path, interval=interval, heartbeat_timeout=timeout, self_check_interval=check))
+    assert ApiWorker(ctx, environ={}).period == period
+
+
+# -- real processes ------------------------------------------------------------
+
+def child_main(argv):
+    """In the child: a real WorkerContext writing heartbeats to fd argv[1], then api.worker.run."""
+    import logging
+
+    from api.worker import run
+    from workers.context import WorkerContext
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    section = json.loads(argv[2])
+    spec = make_spec(argv[0], **section)
+    run(WorkerContext(spec, int(argv[1])))
+
+
+class Child:
+    """`api.worker.run` in its own session; heartbeats read from a pipe, stderr from a file."""
+
+    def __init__(self, tmp_path, **section):
+        self.read_fd, write_fd = os.pipe()
+        self.stderr_path = tmp_path / "child.stderr"
+        self.decoder = MessageDecoder()
+        self.messages = []
+        code = f"import sys; sys.path.insert(0, {ROOT!r}); from tests.test_api_worker import child_main; " \
+               "child_main(sys.argv[1:])"
+        env = {k: v for k, v in os.environ.items() if k not in ("MDW_API_TOKEN", "RUNTIME_DIRECTORY")}
+        with open(self.stderr_path, "wb") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", code, str(tmp_path / "state"), str(write_fd), json.dumps(section)],
+                pass_fds=[write_fd], stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                start_new_session=True, cwd=ROOT, env=env)
+        os.close(write_fd)
+
+    def stderr(self):
+        return self.stderr_path.read_text(errors="replace")
+
+    def read_messages(self):
+        while select.select([self.read_fd], [], [], 0)[0]:
+            data = os.read(self.read_fd, 65536)
+            if not data:
+                break
+            self.messages.extend(self.decoder.feed(data))
+        return self.messages
+
+    def beats(self):
+        return [m for m in self.read_messages() if m["t"] == "beat"]
+
+    def port(self):
+        found = [line for line in self.stderr().splitlines() if "serving the API on 127.0.0.1:" in line]
+        return int(found[0].split("127.0.0.1:")[1].split()[0]) if found else None
+
+    def kill(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+        os.close(self.read_fd)
+
+
+@pytest.fixture
+def child(tmp_path):
+    fill(tmp_path / "state")
+    children = []
+
+    def start(**section):
+        c = Child(tmp_path, **section)
+        children.append(c)
+        return c
+
+    yield start
+    for c in children:
+        c.kill()
+
+
+def test_the_worker_process_serves_and_beats_after_self_checks(child, tmp_path):
+    with FakeControl(tmp_path / "state" / "mdwd.sock", rows=[worker_row("api", interval=1.0)]):
+        c = child(self_check_interval=0.2)
+        port = poll(c.port, 15, what=lambda: f"the serving line in:\n{c.stderr()}")
+        poll(lambda: len(c.beats()) >= 3, 15, what=lambda: f"3 beats; messages {c.messages}, stderr:\n{c.stderr()}")
+        assert {(b["phase"], b["item"]) for b in c.beats()} == {("self-check", "/api/last_update")}
+        cycles = [m for m in c.messages if m["t"] == "cycle"]
+        assert cycles and all(m["ok"] for m in cycles)
+        status, _, body = fetch(f"http://127.0.0.1:{port}/api/workers")
+        assert status == 200 and json.loads(body)["data"][0]["name"] == "api"
+        assert c.proc.poll() is None
+
+
+def test_a_port_in_use_makes_the_worker_exit_nonzero_saying_why(child):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        c = child(port=port)
+        assert c.proc.wait(15) == EXIT_CANNOT_LISTEN
+    assert f"cannot listen on 127.0.0.1:{port}" in c.stderr()
+    assert "in use" in c.stderr()
+    assert c.beats() == []
