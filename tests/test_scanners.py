@@ -1,5 +1,6 @@
 """Scan cycles on the simulated market, with a fake worker context and a real store."""
 import datetime as dt
+import time
 
 import numpy as np
 import pandas as pd
@@ -156,3 +157,38 @@ def test_scanner_kinds_validate_their_options():
         configs.build({"w": {"kind": "watchlist", "interval": 1, "symbols": ["aapl"]}})
     with pytest.raises(config_module.ConfigError, match=r"provider.kind = 'yahoo': allowed is sim"):
         config_module.from_tables({**configs.tables({}), "provider": {"kind": "yahoo"}})
+
+
+@pytest.fixture
+def fake_schwab():
+    from tests.fake_schwab import FakeSchwab
+
+    server = FakeSchwab().start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("mode", ["hang", "trickle"])
+def test_hung_upstream_for_one_symbol_costs_one_deadline_and_every_other_symbol_is_stored(
+        tmp_path, fake_schwab, mode):
+    from tests.schwab_fixture import MARKET_TIME, schwab_against
+
+    deadline = 0.5
+    symbols = ["AAPL", "MSFT", "TSLA", "NVDA", "AMD", "META"]
+    provider = schwab_against(fake_schwab, tmp_path, deadline)
+    try:
+        scan, _ = make_scan(technical.MacdScan, "macd", tmp_path, provider=provider, symbols=symbols)
+        scan.store = StoreWriter(tmp_path, now=lambda: MARKET_TIME)
+        scan.timeout = deadline  # [provider] request_timeout
+        started = time.monotonic()
+        scan.cycle()
+        normal = time.monotonic() - started
+        fake_schwab.misbehave("/marketdata/v1/pricehistory", mode, symbol="TSLA", interval=0.2)
+        started = time.monotonic()
+        counts = scan.cycle()
+        took = time.monotonic() - started
+    finally:
+        provider.close()
+    assert counts["fresh"] == 5 and counts["failed"] == 1
+    assert took <= deadline + normal + 0.5, f"{mode}: cycle took {took:.2f}s (normal {normal:.2f}s)"
+    assert {r["symbol"] for r in StoreReader(tmp_path).macd(limit=100)} == set(symbols)  # TSLA's row carried over

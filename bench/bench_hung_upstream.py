@@ -1,0 +1,91 @@
+"""A scanner whose upstream trickles forever for one of 30 symbols.
+
+The MACD scanner runs 50 cycles over 30 symbols against a local fake Schwab
+that answers one symbol's price history one byte every 0.2 s, forever. The
+breaker and quarantine are set so they never step in: every cycle pays the
+deadline, the worst case. Baseline: the same scanner's normal cycle (no
+fault), measured first in the same run.
+
+Targets: every cycle stores all 29 other symbols; cycle time within the
+per-request deadline plus the normal cycle (compared at p50 and at p99, the
+fake server shares this process and the machine, so single cycles are noisy);
+no growth in threads or open fds.
+"""
+import logging
+import os
+import sys
+import threading
+import time
+
+from bench.common import describe, percentile, work_dir
+
+CYCLES = 50
+DEADLINE = 0.5
+HUNG = "TSLA"
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def main(argv=None):
+    from tests.fake_schwab import FakeSchwab
+    from tests.schwab_fixture import MARKET_TIME, schwab_against
+    from tests.test_scanners import make_scan
+    from workers import technical
+    from workers.store import StoreReader, StoreWriter
+    from workers.universe import WATCHLIST
+
+    cycles = int((argv or [None])[0] or CYCLES)
+    symbols = [s for s in WATCHLIST[:30]]
+    if HUNG not in symbols:
+        symbols[-1] = HUNG
+    fake = FakeSchwab().start()
+    try:
+        with work_dir("hung-upstream") as directory:
+            provider = schwab_against(fake, directory, DEADLINE, breaker_failures=10**6)
+            scan, _ = make_scan(technical.MacdScan, "macd", directory, provider=provider, symbols=symbols,
+                                quarantine_after=1000)
+            scan.store = StoreWriter(directory, now=lambda: MARKET_TIME)
+            scan.timeout = DEADLINE
+            normal = []
+            logging.getLogger("scanner").setLevel(logging.ERROR)  # one warning per cycle otherwise
+            for _ in range(3):  # warm the fake server's caches, so the baseline is not inflated
+                scan.cycle()
+            for _ in range(10):
+                started = time.monotonic()
+                scan.cycle()
+                normal.append(time.monotonic() - started)
+            fake.misbehave("/marketdata/v1/pricehistory", "trickle", symbol=HUNG, interval=0.2)
+            times, stored, fresh = [], [], []
+            baseline_threads = baseline_fds = None
+            for i in range(cycles):
+                started = time.monotonic()
+                counts = scan.cycle()
+                times.append(time.monotonic() - started)
+                fresh.append(counts["fresh"])
+                stored.append(len(StoreReader(directory).macd(limit=1000)))
+                if i == 4:
+                    baseline_threads, baseline_fds = threading.active_count(), open_fds()
+            end_threads, end_fds = threading.active_count(), open_fds()
+            provider.close()
+    finally:
+        fake.stop()
+    print(f"{len(symbols)} symbols, {HUNG} trickles 1 byte / 0.2 s forever; per-request deadline {DEADLINE}s")
+    print(f"normal cycle (no fault): {describe(normal)}")
+    print(f"cycles with the hung symbol: {describe(times)}")
+    print(f"fresh symbols per cycle: min {min(fresh)} max {max(fresh)} (29 expected); rows served: min {min(stored)}")
+    print(f"threads after cycle 5 / after cycle {cycles}: {baseline_threads} / {end_threads}; "
+          f"open fds: {baseline_fds} / {end_fds}")
+    met = min(fresh) == 29 and end_threads <= baseline_threads and end_fds <= baseline_fds
+    for p in (50, 99):
+        got, bound = percentile(times, p), percentile(normal, p) + DEADLINE
+        print(f"p{p} cycle {got:.3f}s vs deadline + normal p{p} {bound:.3f}s: ratio {got / bound:.2f}")
+        met = met and got <= bound
+    print(f"targets (29 stored every cycle, cycle <= deadline + normal, no thread/fd growth): "
+          f"{'met' if met else 'MISSED'}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
