@@ -27,6 +27,14 @@ run: $(VENV)/.run-deps
 test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## test-systemd: as root, boot a real systemd in a cached Debian root and test the service under it
+.PHONY: test-systemd
+test-systemd: $(VENV)/.test-deps
+	@command -v debootstrap >/dev/null && command -v unshare >/dev/null && command -v nsenter >/dev/null \
+	  && command -v systemd-analyze >/dev/null || { apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap util-linux systemd; }
+	$(BIN)/python -m pytest -m systemd $(PYTEST_ARGS)
+
 ## bench: run every benchmark in bench/ and print its figures
 bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench
