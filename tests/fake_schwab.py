@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -62,6 +63,7 @@ class FakeSchwab:
         self.stopping = threading.Event()
         self.invalid_symbols: set[str] = set()
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, query)
+        self.request_times: list[float] = []  # time.monotonic() of each request, in arrival order
         self.connections = 0
         self.access_tokens: set[str] = set()
         self._issued = 0
@@ -253,6 +255,7 @@ def _handler_for(fake: FakeSchwab):
             query = parse_qs(parts.query)
             with fake._lock:
                 fake.requests.append((method, parts.path, query))
+                fake.request_times.append(time.monotonic())
             try:
                 rule = fake._rule_for(parts.path, query)
                 if rule is not None:
