@@ -192,3 +192,23 @@ def test_hung_upstream_for_one_symbol_costs_one_deadline_and_every_other_symbol_
     assert counts["fresh"] == 5 and counts["failed"] == 1
     assert took <= deadline + normal + 0.5, f"{mode}: cycle took {took:.2f}s (normal {normal:.2f}s)"
     assert {r["symbol"] for r in StoreReader(tmp_path).macd(limit=100)} == set(symbols)  # TSLA's row carried over
+
+
+def test_locked_database_fails_the_cycle_clearly_and_keeps_the_previous_data(tmp_path):
+    import sqlite3
+
+    from workers.store import StoreError
+
+    scan, _ = make_scan(watchlist.WatchlistScan, "watchlist", tmp_path, symbols=["AAPL", "MSFT"])
+    scan.store = StoreWriter(tmp_path, now=lambda: NOW, busy_timeout_ms=50)
+    scan.cycle()
+    blocker = sqlite3.connect(tmp_path / "market_data.db")
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match="watchlist.*locked"):
+            scan.cycle()
+        assert len(StoreReader(tmp_path).watchlist()) == 2  # readers are not blocked, and see the old data
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert scan.cycle()["stored"] == 2  # the next cycle works once the lock is gone
