@@ -29,7 +29,7 @@ from workers.store import StoreError
 
 from . import metrics
 from . import validation as V
-from .status import SupervisorUnavailable
+from .status import SupervisorUnavailable, stale_after
 
 __all__ = ["create_app", "JSON_CONTENT_TYPE", "WORKER_FIELDS", "dumps"]
 
@@ -270,12 +270,12 @@ def health_problems(reader, status) -> list[str]:
     for row in rows or ():
         if row.get("wanted", True) and row.get("healthy") is not True:
             problems.append(f"worker {row.get('name')} is not healthy: {_worker_state(row)}")
+    limits = stale_after(rows)
     try:
-        updates = reader.last_update(stale_after=status.stale_after())
+        updates = reader.last_update(stale_after=limits)
     except StoreError as exc:
         problems.append(f"store unreadable: {exc}")
         updates = {}
-    limits = status.stale_after()
     for dataset, entry in updates.items():
         if entry is not None and entry["stale"]:
             problems.append(f"dataset {dataset} is stale: last written {entry['age_s']:.0f}s ago "

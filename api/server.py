@@ -66,8 +66,9 @@ class Server:
     """One waitress server (multi-threaded) for a WSGI app, run in a daemon thread."""
 
     def __init__(self, app, host: str, port: int, threads: int, **adjustments):
+        # No endpoint reads a body: refuse big ones instead of spooling up to waitress's 1 GiB.
         settings = dict(ident="market-data-worker", asyncore_use_poll=True,
-                        clear_untrusted_proxy_headers=True)
+                        clear_untrusted_proxy_headers=True, max_request_body_size=64 * 1024)
         settings.update(adjustments)
         self._server = create_server(app, host=host, port=port, threads=threads, **settings)
         self._thread: Optional[threading.Thread] = None

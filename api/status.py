@@ -1,9 +1,10 @@
 """What the API knows of the supervisor: worker rows over the control socket.
 
 `StatusSource.rows()` asks mdwd for `status` at most once per `ttl` seconds,
-whatever the request rate (one caller asks, concurrent callers wait for its
-answer), and remembers a failure just as long, so a dead supervisor costs one
-connect attempt per second, not one per request. It raises
+whatever the request rate (one caller asks while concurrent callers keep
+using the previous answer), and remembers a failure for `failure_ttl`, so a
+dead or hung supervisor costs one attempt per few seconds, not one per
+request, and never holds up more than the one request that asks. It raises
 `SupervisorUnavailable` when mdwd cannot be reached or answers nonsense.
 
 Staleness of the datasets (`stale_after`): a dataset is stale when it is older
@@ -54,21 +55,32 @@ def stale_after(rows: Optional[list[dict]]) -> dict[str, float]:
 class StatusSource:
     """Cached `status` answers of mdwd, and `restart` requests, through a ControlClient."""
 
-    def __init__(self, client, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, client, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 failure_ttl: Optional[float] = None):
         self._client = client
         self._ttl = float(ttl)
+        self._failure_ttl = self._ttl if failure_ttl is None else float(failure_ttl)
         self._clock = clock
         self._lock = threading.Lock()
         self._expires = float("-inf")
-        self._rows: Optional[list[dict]] = None
-        self._error: Optional[str] = None
+        # (rows, None) or (None, error): replaced as a whole, so readers never see half an update.
+        self._answer: Optional[tuple[Optional[list[dict]], Optional[str]]] = None
 
     def rows(self) -> list[dict[str, Any]]:
-        """The worker rows of the last answer no older than ttl; SupervisorUnavailable if none."""
-        with self._lock:
-            if self._clock() >= self._expires:
-                self._refresh()
-            rows, error = self._rows, self._error
+        """The worker rows of the last answer; SupervisorUnavailable if it was a failure.
+
+        Only one caller at a time asks mdwd; while it does, the others get the
+        previous answer at once instead of queueing behind a slow supervisor
+        (they wait only when there is no previous answer yet).
+        """
+        if self._clock() >= self._expires:
+            if self._lock.acquire(blocking=self._answer is None):
+                try:
+                    if self._clock() >= self._expires:
+                        self._refresh()
+                finally:
+                    self._lock.release()
+        rows, error = self._answer
         if error is not None:
             raise SupervisorUnavailable(error)
         return rows
@@ -83,8 +95,7 @@ class StatusSource:
         return stale_after(self.rows_or_none())
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._expires = float("-inf")
+        self._expires = float("-inf")
 
     def _refresh(self) -> None:
         try:
@@ -94,10 +105,11 @@ class StatusSource:
                 raise SupervisorUnavailable(f"mdwd refused the status request: {_why(answer)}")
             if not isinstance(rows, list) or not all(isinstance(r, dict) and "name" in r for r in rows):
                 raise SupervisorUnavailable("mdwd answered status without a list of worker rows")
-            self._rows, self._error = rows, None
         except (ControlError, SupervisorUnavailable) as exc:
-            self._rows, self._error = None, str(exc)
-        finally:
+            self._answer = (None, str(exc))
+            self._expires = self._clock() + self._failure_ttl
+        else:
+            self._answer = (rows, None)
             self._expires = self._clock() + self._ttl
 
     def restart(self, name: str) -> dict[str, Any]:

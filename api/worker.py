@@ -44,8 +44,9 @@ EXIT_STORE = 70
 EXIT_SERVER_DIED = 71
 SELF_CHECK_PATH = "/api/last_update"
 SELF_CHECK_TIMEOUT_S = 2.0
-CONTROL_TIMEOUT_S = 2.0
+CONTROL_TIMEOUT_S = 1.0  # mdwd answers status in milliseconds; a hung one must not hold requests long
 STATUS_TTL_S = 1.0
+STATUS_FAILURE_TTL_S = 5.0
 RESPONSE_CACHE_TTL_S = 1.0
 DEFAULTS = {"host": "127.0.0.1", "port": 8000, "token": "", "threads": 8, "self_check_interval": 5.0}
 
@@ -78,7 +79,7 @@ class ApiWorker:
         """Open the store and bind the server; StoreError or OSError if either fails."""
         self.reader = StoreReader(self.ctx.state_dir)
         status = StatusSource(ControlClient(socket_path(self.ctx.state_dir), timeout=CONTROL_TIMEOUT_S),
-                              ttl=STATUS_TTL_S)
+                              ttl=STATUS_TTL_S, failure_ttl=STATUS_FAILURE_TTL_S)
         app = create_app(self.reader, status, token=self.settings["token"], cache_ttl=RESPONSE_CACHE_TTL_S)
         self.server = Server(app, self.settings["host"], int(self.settings["port"]),
                              int(self.settings["threads"]))

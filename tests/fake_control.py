@@ -5,8 +5,9 @@
         fake.requests                               # [{"cmd": "status"}, ...]
 
 `restart` answers ok for a known name and {"ok": false, "kind": "unknown_name"}
-otherwise; `mode` = "silent" closes connections without answering, "garbage"
-answers something that is not JSON.
+otherwise; `mode` = "silent" closes connections without answering, "hang"
+keeps them open without answering (until stop), "garbage" answers something
+that is not JSON.
 """
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ class _Handler(socketserver.StreamRequestHandler):
             mode = fake.mode
         if mode == "silent":
             return
+        if mode == "hang":
+            fake.released.wait(30)
+            return
         if mode == "garbage":
             self.wfile.write(b"this is not json\n")
             return
@@ -73,6 +77,7 @@ class FakeControl:
         self.requests: list[dict] = []
         self.restarted: list[str] = []
         self.lock = threading.Lock()
+        self.released = threading.Event()
         self._server = None
         self._thread = None
 
@@ -102,6 +107,7 @@ class FakeControl:
         return self
 
     def stop(self):
+        self.released.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

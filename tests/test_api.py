@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from api.app import JSON_CONTENT_TYPE, WORKER_FIELDS, create_app
 from api.status import FALLBACK_STALE_AFTER_S, StatusSource, stale_after
 from supervisor.control_client import ControlClient
 from tests.fake_control import FakeControl, worker_row
+from tests.proctree import poll
 from workers.store import StoreError, StoreReader, StoreWriter
 
 NOW = dt.datetime(2026, 3, 2, 15, 0, 0, tzinfo=dt.timezone.utc)
@@ -73,7 +75,8 @@ def fill(state_dir, now=NOW):
     writer.record_whale_flows([
         dict(flow, symbol="AAPL", type="CALL", strike=190.0, whale_score=900.0, detected_at=ts(dt.timedelta(hours=1))),
         dict(flow, symbol="TSLA", type="PUT", strike=200.0, whale_score=1500.0, detected_at=ts(dt.timedelta(hours=5))),
-        dict(flow, symbol="NVDA", type="CALL", strike=950.0, whale_score=400.0, detected_at=ts(dt.timedelta(minutes=10))),
+        dict(flow, symbol="NVDA", type="CALL", strike=950.0, whale_score=400.0,
+             detected_at=ts(dt.timedelta(minutes=10))),
         dict(flow, symbol="AMD", type="PUT", strike=140.0, whale_score=3000.0, detected_at=ts(dt.timedelta(hours=10))),
     ], retention_days=2)
     macd = dict(price=100.0, price_change=1.0, macd=0.5, signal=0.4, histogram=0.1, trend="bullish")
@@ -340,7 +343,8 @@ def test_bad_parameters_answer_400_saying_what_is_allowed(app, path, query, mess
 def test_unknown_path_is_404_json(app):
     answer = get(app, "/api/nothing")
     assert answer.status == 404 and answer.headers["content-type"] == JSON_CONTENT_TYPE
-    assert answer.json == {"success": False, "error": "no such endpoint: /api/nothing (the endpoints are listed in API.md)"}
+    assert answer.json == {"success": False,
+                           "error": "no such endpoint: /api/nothing (the endpoints are listed in API.md)"}
     assert get(app, "/api/watchlist/").status == 404
 
 
@@ -565,9 +569,34 @@ def test_status_source_asks_once_per_ttl_and_remembers_failures(control, tmp_pat
     assert gone.rows_or_none() is None and gone.stale_after()["watchlist"] == FALLBACK_STALE_AFTER_S
 
 
-def test_status_source_times_out_on_a_silent_supervisor(control):
-    control.mode = "silent"
+def test_status_source_times_out_on_a_hung_supervisor(control):
+    control.mode = "hang"
     source = StatusSource(ControlClient(control.path, timeout=0.5), ttl=0.0)
     started = time.monotonic()
     assert source.rows_or_none() is None
     assert time.monotonic() - started < 2.0
+
+
+def test_a_slow_supervisor_holds_up_only_the_request_that_asks(control):
+    source = StatusSource(ControlClient(control.path, timeout=1.0), ttl=0.0)
+    before = source.rows()
+    control.mode = "hang"
+    asking = threading.Thread(target=source.rows_or_none)
+    asking.start()
+    poll(lambda: len(control.requests) == 2, 5, what="the second status request")
+    started = time.monotonic()
+    assert source.rows() == before  # the previous answer, at once
+    assert time.monotonic() - started < 0.5
+    asking.join(5)
+
+
+def test_a_failure_is_remembered_for_failure_ttl(tmp_path):
+    clock = [0.0]
+    source = StatusSource(ControlClient(str(tmp_path / "late.sock")), ttl=1.0, failure_ttl=5.0,
+                          clock=lambda: clock[0])
+    assert source.rows_or_none() is None
+    with FakeControl(tmp_path / "late.sock", rows=scanner_rows()):
+        clock[0] = 4.9
+        assert source.rows_or_none() is None  # still the remembered failure
+        clock[0] = 5.0
+        assert source.rows_or_none() is not None
