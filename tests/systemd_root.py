@@ -31,10 +31,11 @@ from pathlib import Path
 
 CACHE_DIR = Path(os.environ.get("MDW_SYSTEMD_ROOT_CACHE", "/var/cache/mdw-systemd-root"))
 SUITE = "bookworm"
-# systemd itself, procps for the unit's /bin/kill, and the shared libraries that the
-# host's CPython and the venv's wheels (numpy, pandas, psutil) link against.
+# systemd itself, procps for the unit's /bin/kill, Debian's own Python for systemd/install.sh,
+# and the shared libraries that the host's CPython and the venv's wheels (numpy, pandas,
+# psutil) link against.
 PACKAGES = (
-    "systemd", "procps",
+    "systemd", "procps", "python3", "python3-venv",
     "libbz2-1.0", "libexpat1", "libffi8", "libgcc-s1", "liblzma5", "libncursesw6", "libreadline8",
     "libsqlite3-0", "libssl3", "libstdc++6", "libuuid1", "zlib1g",
 )
@@ -226,6 +227,8 @@ class Machine:
             f"ln -s /proc/self/fd {m}/dev/fd",
             f"touch {m}/dev/console && mount --bind {os.ttyname(self.console_tty)} {m}/dev/console",
         ]
+        if os.path.exists("/etc/resolv.conf"):  # the host's resolver, as it is today
+            lines.append(f"mount --bind -o ro /etc/resolv.conf {m}/etc/resolv.conf")
         for host_path, inside, read_only in self.binds:
             target = f"{m}/{inside.lstrip('/')}"
             lines.append(f"mkdir -p '{target}' && mount --bind {'-o ro ' if read_only else ''}'{host_path}' '{target}'")

@@ -42,6 +42,9 @@ SLOW_START_S = 3.0
 STOP_TIMEOUT = configs.FAST["stop_timeout"]
 SUPERVISOR = {"startup_timeout": 15.0, "heartbeat_timeout": 2.0}
 API_TOKEN = "from-the-env-file"
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+PIP_NETWORK_VARS = ("PIP_CERT", "PIP_INDEX_URL", "PIP_DEFAULT_TIMEOUT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+                    "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
 
 
 def healthy(**options):
@@ -262,6 +265,46 @@ def test_hardening_leaves_mdwd_everything_it_needs(boot):
     assert journal.count(": ok") == PROBE_CHECKS, journal
     machine.systemctl("stop", PROBE)
     assert machine.show(PROBE, "Result")["Result"] == "success"
+
+
+def host_pip_environment(machine):
+    """How this host reaches PyPI (a proxy, the CA bundle of a TLS-inspecting one), for pip inside."""
+    passed = [f"{name}={os.environ[name]}" for name in PIP_NETWORK_VARS if os.environ.get(name)]
+    if not os.environ.get("PIP_CERT") and Path(HOST_CA_BUNDLE).exists():
+        passed.append(f"PIP_CERT={HOST_CA_BUNDLE}")
+    if Path(HOST_CA_BUNDLE).parent.is_dir():
+        machine.add_bind(Path(HOST_CA_BUNDLE).parent)
+    return passed
+
+
+def test_install_script_sets_up_the_service_as_shipped(debian_root, tmp_path):
+    """systemd/install.sh with Debian's own Python; the unit runs without any drop-in."""
+    machine = Machine(debian_root, tmp_path / "machine")
+    try:
+        source = "/usr/src/market-data-worker"
+        shutil.copytree(REPO, machine.upper / source.lstrip("/"), symlinks=True, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".work"))
+        machine.add_file(CONFIG, configs.to_toml(configs.tables(WORKERS, **SUPERVISOR)))  # kept by install.sh
+        pip_cache = debian_root.parent / "pip-cache"  # beside the root, reused by later runs
+        pip_cache.mkdir(exist_ok=True)
+        machine.add_bind(pip_cache, "/var/cache/mdw-pip", read_only=False)
+        pip_env = host_pip_environment(machine)
+        machine.boot()
+        result = machine.run("env", "PIP_CACHE_DIR=/var/cache/mdw-pip", "PIP_DISABLE_PIP_VERSION_CHECK=1", *pip_env,
+                             "bash", f"{source}/systemd/install.sh", check=False, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr + machine.journal(SERVICE)[-3000:]
+        props = machine.show(SERVICE, "ActiveState", "SubState", "DropInPaths", "UnitFileState", "MainPID")
+        assert (props["ActiveState"], props["SubState"], props["DropInPaths"]) == ("active", "running", "")
+        assert props["UnitFileState"] == "enabled"
+        assert machine.run("cat", f"/etc/systemd/system/{SERVICE}").stdout == UNIT_FILE.read_text()
+        exe = machine.run("readlink", f"/proc/{props['MainPID']}/exe").stdout.strip()
+        assert exe.startswith("/usr/bin/python3"), exe
+        wait_status(machine, "2/2 healthy")
+        env_file = machine.run("stat", "-c", "%a %U", "/etc/market-data-worker/env").stdout.split()
+        assert env_file == ["600", "root"]
+        assert "kind = \"faulty\"" in machine.run("cat", CONFIG).stdout, "install.sh replaced an existing config"
+    finally:
+        machine.shutdown()
 
 
 # -- the probe: runs inside the hardened unit ---------------------------------------------
