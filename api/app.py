@@ -5,14 +5,16 @@ Bodies are written the way the old Flask service's `jsonify` wrote them -
 keys sorted, no spaces, non-ASCII escaped, a trailing newline - so the
 dashboard client sees the same bytes. Errors are `{"success": false,
 "error": "..."}`: 400 bad parameter, 401 bad token, 403 no token configured,
-404 unknown path or worker, 405 wrong method, 503 store or supervisor
-unavailable; an unexpected exception is logged and answered 500 in JSON
-(never a traceback, never HTML).
+404 unknown path or worker, 405 wrong method, 409 a restart mdwd refused
+for another reason, 503 store or supervisor unavailable; an unexpected
+exception is logged and answered 500 in JSON (never a traceback, never HTML).
+Malformed HTTP never reaches the app: waitress answers it in plain text.
 
-Successful store reads may be served from a cache for `cache_ttl` seconds
-(the worker uses 1 s): at hundreds of requests per second the dashboard then
-costs one SQLite query per distinct URL per second, and the data is at most
-that much older (`age_s` included).
+Successful answers of the store endpoints may be served from a cache for
+`cache_ttl` seconds (the worker uses 1 s), keyed by the raw path and query
+string and consulted before Bottle's router: under load a hit costs a dict
+lookup, the dashboard costs one SQLite query per distinct URL per second,
+and the data is at most that much older (`age_s` included).
 """
 from __future__ import annotations
 
