@@ -76,8 +76,16 @@ class ApiWorker:
         self.stopping = threading.Event()
 
     def open(self) -> None:
-        """Open the store and bind the server; StoreError or OSError if either fails."""
+        """Open the store and bind the server (see open_store and bind for what they raise)."""
+        self.open_store()
+        self.bind()
+
+    def open_store(self) -> None:
+        """StoreError if the database cannot be opened or is newer than this code."""
         self.reader = StoreReader(self.ctx.state_dir)
+
+    def bind(self) -> None:
+        """OSError (address in use, not ours) or ValueError (host does not resolve) if it cannot listen."""
         status = StatusSource(ControlClient(socket_path(self.ctx.state_dir), timeout=CONTROL_TIMEOUT_S),
                               ttl=STATUS_TTL_S, failure_ttl=STATUS_FAILURE_TTL_S)
         app = create_app(self.reader, status, token=self.settings["token"], cache_ttl=RESPONSE_CACHE_TTL_S)
@@ -127,13 +135,16 @@ def run(ctx) -> None:
     worker = ApiWorker(ctx)
     host, port = worker.settings["host"], worker.settings["port"]
     try:
-        worker.open()
+        worker.open_store()
     except StoreError as exc:
         log.error("cannot open the store in %s: %s", ctx.state_dir, exc)
         raise SystemExit(EXIT_STORE)
-    except OSError as exc:
-        log.error("cannot listen on %s:%s: %s (is another process using the port?)",
-                  host, port, exc.strerror or exc)
+    try:
+        worker.bind()
+    except (OSError, ValueError) as exc:
+        log.error("cannot listen on %s:%s: %s (check [api] host and port; is another process using the port?)",
+                  host, port, getattr(exc, "strerror", None) or exc)
+        worker.close()
         raise SystemExit(EXIT_CANNOT_LISTEN)
     worker.start()
     raise SystemExit(worker.serve_forever())

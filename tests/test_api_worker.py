@@ -243,3 +243,9 @@ def test_a_port_in_use_makes_the_worker_exit_nonzero_saying_why(child):
     assert f"cannot listen on 127.0.0.1:{port}" in c.stderr()
     assert "in use" in c.stderr()
     assert c.beats() == []
+
+
+def test_a_host_that_does_not_resolve_exits_nonzero_saying_why(child):
+    c = child(host="no-such-host.invalid")
+    assert c.proc.wait(15) == EXIT_CANNOT_LISTEN
+    assert "cannot listen on no-such-host.invalid:0: Invalid host/port specified" in c.stderr()
