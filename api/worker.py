@@ -5,7 +5,9 @@ self_check_interval), opens the store, binds the server and serves it from a
 background thread. The main loop then, every `period` seconds, asks the
 server for GET /api/last_update over loopback (timeout SELF_CHECK_TIMEOUT_S):
 a 200 with a JSON success means the server, its threads and the store all
-work, and only then does the loop beat and report a good cycle. Otherwise it
+work (the answer may come from the 1 s response cache when a client asked the
+same URL just before, which itself read the store), and only then does the
+loop beat and report a good cycle. Otherwise it
 reports a failed cycle and does NOT beat, so a wedged server goes silent and
 the supervisor kills the process. Nothing beats from any other thread, and
 the wait between checks does not beat either (ctx.idle would).
