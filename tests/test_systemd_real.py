@@ -244,6 +244,22 @@ def test_reload_rereads_the_config_without_restarting_the_service(boot):
     wait_journal(machine, SERVICE, "reload: extra added")
 
 
+def test_mdwctl_run_by_root_controls_mdwd_through_the_runtime_directory_socket(boot):
+    """The control socket under DynamicUser, PrivateUsers and UMask: root passes SO_PEERCRED, mode is 0600."""
+    machine = boot()
+    start(machine)
+    socket_path = "/run/market-data-worker/mdwd.sock"
+    owner = machine.run("stat", "-c", "%a %u", socket_path).stdout.split()
+    assert owner[0] == "600" and owner[1] != "0", owner
+    mdwctl = [f"{INSTALL_DIR}/venv/bin/mdwctl", "--socket", socket_path]
+    result = machine.run(*mdwctl, "status")
+    assert re.search(r"(?m)^steady\s+RUNNING", result.stdout), result.stdout
+    victim = workers(machine)["numeric"]
+    machine.run(*mdwctl, "restart", "numeric")
+    poll(lambda: workers(machine).get("numeric") not in (None, victim), 15, what="mdwctl restart to take effect")
+    assert machine.show(SERVICE, "NRestarts")["NRestarts"] == "0"
+
+
 def test_bad_config_fails_the_start_without_a_restart_loop(boot):
     machine = boot(config_text="[supervisor]\nheartbeat_timeout = -1\n")
     result = machine.systemctl("start", SERVICE, check=False)
