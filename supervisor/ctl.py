@@ -172,7 +172,11 @@ def parser():
     return p
 
 
+SERVICE_SOCKET = "/run/market-data-worker/mdwd.sock"  # the systemd unit's RuntimeDirectory
+
+
 def find_socket(args):
+    """--socket; else the config's socket; else, if that does not exist, the systemd service's."""
     if args.socket:
         return args.socket
     from supervisor import config as config_module
@@ -181,7 +185,10 @@ def find_socket(args):
         config = config_module.load(args.config)
     except config_module.ConfigError as e:
         raise CtlError(f"mdwctl: cannot read the config to find the socket: {e}", EXIT_USAGE) from None
-    return socket_path(config.state_dir, os.environ)
+    path = socket_path(config.state_dir, os.environ)
+    if not os.path.exists(path) and os.path.exists(SERVICE_SOCKET):
+        return SERVICE_SOCKET
+    return path
 
 
 def main(argv=None):
