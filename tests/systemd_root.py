@@ -29,6 +29,8 @@ import tty
 import uuid
 from pathlib import Path
 
+from tests.proctree import poll
+
 CACHE_DIR = Path(os.environ.get("MDW_SYSTEMD_ROOT_CACHE", "/var/cache/mdw-systemd-root"))
 SUITE = "bookworm"
 # systemd itself, procps for the unit's /bin/kill, Debian's own Python for systemd/install.sh,
@@ -44,18 +46,6 @@ COMPLETE_MARK = ".mdw-root-complete"
 CONTAINER_NAME = "mdw-test"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
-
-
-def poll(condition, timeout, interval=0.05, what="condition"):
-    """Call `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
-        time.sleep(interval)
 
 
 # -- the cached root --------------------------------------------------------------
