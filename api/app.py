@@ -31,7 +31,7 @@ from workers.store import StoreError
 
 from . import metrics
 from . import validation as V
-from .status import SupervisorUnavailable, stale_after
+from .status import SupervisorUnavailable
 
 __all__ = ["create_app", "JSON_CONTENT_TYPE", "WORKER_FIELDS", "dumps"]
 
@@ -272,7 +272,7 @@ def health_problems(reader, status) -> list[str]:
     for row in rows or ():
         if row.get("wanted", True) and row.get("healthy") is not True:
             problems.append(f"worker {row.get('name')} is not healthy: {_worker_state(row)}")
-    limits = stale_after(rows)
+    limits = status.limits(rows)
     try:
         updates = reader.last_update(stale_after=limits)
     except StoreError as exc:

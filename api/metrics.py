@@ -32,7 +32,7 @@ from prometheus_client.utils import floatToGoString
 
 from workers.store import StoreError
 
-from .status import SupervisorUnavailable, stale_after
+from .status import SupervisorUnavailable
 
 __all__ = ["StatusCollector", "make_registry", "render", "CONTENT_TYPE"]
 
@@ -131,7 +131,7 @@ class StatusCollector:
     def _dataset_families(self, rows):
         store_up = GaugeMetricFamily("mdw_store_up", "1 if the store could be read")
         try:
-            updates = self._reader.last_update(stale_after=stale_after(rows))
+            updates = self._reader.last_update(stale_after=self._status.limits(rows))
         except StoreError as exc:
             log.warning("metrics without dataset ages: %s", exc)
             store_up.add_metric([], 0.0)

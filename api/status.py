@@ -12,7 +12,7 @@ than STALE_INTERVALS (3) intervals of the worker that writes it, found in the
 status rows by kind (the largest interval if several workers share the kind).
 When that is unknown - no such worker configured, or the supervisor
 unreachable - the fixed fallback FALLBACK_STALE_AFTER_S (3 x 300 s = 900 s)
-applies.
+applies. `[api] stale_after = {watchlist = 300}` overrides it per dataset.
 """
 from __future__ import annotations
 
@@ -41,14 +41,16 @@ class SupervisorUnavailable(Exception):
     """mdwd could not be asked (not running, socket missing, timeout, bad answer)."""
 
 
-def stale_after(rows: Optional[list[dict]]) -> dict[str, float]:
+def stale_after(rows: Optional[list[dict]], overrides: Optional[dict] = None) -> dict[str, float]:
     """Per dataset, the age in seconds beyond which it is stale (see the module docstring)."""
+    configured = {dataset: float(seconds) for dataset, seconds in (overrides or {}).items()}
     intervals: dict[str, float] = {}
     for row in rows or ():
         kind, interval = row.get("kind"), row.get("interval")
         if isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval > 0:
             intervals[kind] = max(float(interval), intervals.get(kind, 0.0))
-    return {dataset: STALE_INTERVALS * intervals[kind] if kind in intervals else FALLBACK_STALE_AFTER_S
+    return {dataset: configured.get(dataset, STALE_INTERVALS * intervals[kind] if kind in intervals
+                                    else FALLBACK_STALE_AFTER_S)
             for dataset, kind in DATASET_WRITER_KIND.items()}
 
 
@@ -56,8 +58,9 @@ class StatusSource:
     """Cached `status` answers of mdwd, and `restart` requests, through a ControlClient."""
 
     def __init__(self, client, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 failure_ttl: Optional[float] = None):
+                 failure_ttl: Optional[float] = None, stale_overrides: Optional[dict] = None):
         self._client = client
+        self.stale_overrides = dict(stale_overrides or {})
         self._ttl = float(ttl)
         self._failure_ttl = self._ttl if failure_ttl is None else float(failure_ttl)
         self._clock = clock
@@ -92,7 +95,11 @@ class StatusSource:
             return None
 
     def stale_after(self) -> dict[str, float]:
-        return stale_after(self.rows_or_none())
+        return self.limits(self.rows_or_none())
+
+    def limits(self, rows: Optional[list[dict]]) -> dict[str, float]:
+        """Staleness limits for these rows, with the configured overrides."""
+        return stale_after(rows, self.stale_overrides)
 
     def invalidate(self) -> None:
         self._expires = float("-inf")

@@ -89,7 +89,8 @@ class ApiWorker:
     def bind(self) -> None:
         """OSError (address in use, not ours) or ValueError (host does not resolve) if it cannot listen."""
         status = StatusSource(ControlClient(socket_path(self.ctx.state_dir), timeout=CONTROL_TIMEOUT_S),
-                              ttl=STATUS_TTL_S, failure_ttl=STATUS_FAILURE_TTL_S)
+                              ttl=STATUS_TTL_S, failure_ttl=STATUS_FAILURE_TTL_S,
+                              stale_overrides=self.settings.get("stale_after"))
         app = create_app(self.reader, status, token=self.settings["token"], cache_ttl=RESPONSE_CACHE_TTL_S)
         self.server = Server(app, self.settings["host"], int(self.settings["port"]),
                              int(self.settings["threads"]))

@@ -80,6 +80,14 @@ def _threads(v):
 
 # Tables shared by several workers; a worker kind names the ones it reads (Kind.sections), and a
 # change to one of them on reload restarts exactly the workers that read it.
+DATASETS = ("watchlist", "whale_flows", "macd_scanner", "vpb_scanner", "ttm_squeeze_scanner")
+
+
+def _stale_limits(v):
+    ok = all(k in DATASETS and isinstance(x, NUMBER) and not isinstance(x, bool) and x > 0 for k, x in v.items())
+    return None if ok else "a table of dataset = seconds > 0, datasets: " + ", ".join(DATASETS)
+
+
 def _provider_kind(v):
     return None if v in ("sim", "schwab") else "sim (the simulated market) or schwab"
 
@@ -111,6 +119,7 @@ SECTION_KEYS = {
         "token": (str, None),
         "threads": (int, _threads),
         "self_check_interval": (NUMBER, _positive),
+        "stale_after": (dict, _stale_limits),
     },
 }
 SECTIONS = ("supervisor", "workers", *SECTION_KEYS)

@@ -600,3 +600,12 @@ def test_a_failure_is_remembered_for_failure_ttl(tmp_path):
         assert source.rows_or_none() is None  # still the remembered failure
         clock[0] = 5.0
         assert source.rows_or_none() is not None
+
+
+def test_configured_staleness_limit_overrides_three_intervals():
+    from api.status import stale_after
+
+    rows = [{"kind": "watchlist", "interval": 60.0}]
+    assert stale_after(rows)["watchlist"] == 180.0
+    assert stale_after(rows, {"watchlist": 30})["watchlist"] == 30.0
+    assert stale_after(None, {"macd_scanner": 50})["macd_scanner"] == 50.0

@@ -84,3 +84,11 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "supervisor", "--check-config", str(tmp_path / "none.toml")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "cannot read config file: No such file or directory" in result.stderr
+
+
+def test_api_stale_after_names_datasets_and_positive_seconds():
+    one = configs.tables({"w": {"kind": "faulty", "interval": 1}})
+    good = config_module.from_tables({**one, "api": {"stale_after": {"watchlist": 300}}})
+    assert good.raw["api"]["stale_after"] == {"watchlist": 300}
+    with pytest.raises(config_module.ConfigError, match=r"api.stale_after = \{'watchlst': 300\}: allowed is a table"):
+        config_module.from_tables({**one, "api": {"stale_after": {"watchlst": 300}}})
