@@ -43,7 +43,7 @@ def preload(config):
 
     for module in config.preload:
         importlib.import_module(module)
-    for kind in sorted({spec.kind for spec in config.workers.values()}):
+    for kind in sorted({spec.kind for spec in config.enabled_workers.values()}):
         KINDS[kind].load()
 
 
