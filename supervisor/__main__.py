@@ -71,7 +71,11 @@ def main(argv=None):
         for problem in e.problems:
             logging.getLogger("mdwd").error("%s: %s", e.source, problem)
         return EXIT_BAD_CONFIG
-    os.makedirs(config.state_dir, exist_ok=True)
+    try:
+        os.makedirs(config.state_dir, exist_ok=True)
+    except OSError as e:
+        logging.getLogger("mdwd").error("cannot create state_dir %s: %s", config.state_dir, e.strerror or e)
+        return EXIT_BAD_CONFIG
     try:
         preload(config)
     except ImportError as e:

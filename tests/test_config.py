@@ -92,3 +92,14 @@ def test_api_stale_after_names_datasets_and_positive_seconds():
     assert good.raw["api"]["stale_after"] == {"watchlist": 300}
     with pytest.raises(config_module.ConfigError, match=r"api.stale_after = \{'watchlst': 300\}: allowed is a table"):
         config_module.from_tables({**one, "api": {"stale_after": {"watchlst": 300}}})
+
+
+def test_unusable_state_dir_is_a_clear_start_up_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    path = tmp_path / "c.toml"
+    path.write_text(f'[supervisor]\nstate_dir = "{blocker}/state"\n')
+    result = subprocess.run([sys.executable, "-m", "supervisor", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"cannot create state_dir {blocker}/state: Not a directory" in result.stderr
