@@ -11,13 +11,14 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import socket
 import threading
 import time
 from typing import Optional
 
 from waitress.server import create_server
 
-__all__ = ["Server", "self_check", "loopback_host"]
+__all__ = ["Server", "self_check", "loopback_host", "listen"]
 
 log = logging.getLogger("api.server")
 
@@ -62,15 +63,23 @@ def loopback_host(host: str) -> str:
     return host
 
 
+def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket for host:port, to be served by one or several processes."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=backlog, reuse_port=False)
+
+
 class Server:
     """One waitress server (multi-threaded) for a WSGI app, run in a daemon thread."""
 
-    def __init__(self, app, host: str, port: int, threads: int, **adjustments):
+    def __init__(self, app, host: str, port: int, threads: int, sockets=None, **adjustments):
+        """Bind host:port, or serve the already listening `sockets` (shared by sibling processes)."""
         # No endpoint reads a body: refuse big ones instead of spooling up to waitress's 1 GiB.
         settings = dict(ident="market-data-worker", asyncore_use_poll=True,
                         clear_untrusted_proxy_headers=True, max_request_body_size=64 * 1024)
         settings.update(adjustments)
-        self._server = create_server(app, host=host, port=port, threads=threads, **settings)
+        where = dict(sockets=sockets) if sockets else dict(host=host, port=port)
+        self._server = create_server(app, threads=threads, **where, **settings)
         self._thread: Optional[threading.Thread] = None
         listen = getattr(self._server, "effective_listen", None)
         if not listen:
@@ -92,6 +101,10 @@ class Server:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._serve, name="waitress", daemon=True)
         self._thread.start()
+
+    def serve_in_this_thread(self) -> None:
+        """Run the server loop here until it fails (a sibling serving process does only this)."""
+        self._serve()
 
     def _serve(self) -> None:
         try:

@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from typing import Optional
 
+from supervisor import linux
 from supervisor.control_client import ControlClient, socket_path
 from workers.store import StoreError, StoreReader
 
 from .app import create_app
-from .server import Server, self_check
+from .server import Server, listen, self_check
 from .status import StatusSource
 
 __all__ = ["run", "ApiWorker", "settings_from", "EXIT_CANNOT_LISTEN", "EXIT_STORE", "EXIT_SERVER_DIED"]
@@ -50,7 +52,8 @@ CONTROL_TIMEOUT_S = 1.0  # mdwd answers status in milliseconds; a hung one must 
 STATUS_TTL_S = 1.0
 STATUS_FAILURE_TTL_S = 5.0
 RESPONSE_CACHE_TTL_S = 1.0
-DEFAULTS = {"host": "127.0.0.1", "port": 8000, "token": "", "threads": 8, "self_check_interval": 5.0}
+DEFAULTS = {"host": "127.0.0.1", "port": 8000, "token": "", "threads": 8, "self_check_interval": 5.0,
+            "processes": 2}
 
 
 def settings_from(ctx, environ=os.environ) -> dict:
@@ -75,6 +78,8 @@ class ApiWorker:
         self.period = max(0.05, min(limits))
         self.reader: Optional[StoreReader] = None
         self.server: Optional[Server] = None
+        self.listener = None
+        self.siblings: list[int] = []  # pids of the other serving processes
         self.stopping = threading.Event()
 
     def open(self) -> None:
@@ -87,13 +92,45 @@ class ApiWorker:
         self.reader = StoreReader(self.ctx.state_dir)
 
     def bind(self) -> None:
-        """OSError (address in use, not ours) or ValueError (host does not resolve) if it cannot listen."""
+        """OSError (address in use, not ours) or ValueError (host does not resolve) if it cannot listen.
+
+        One listening socket, served by `processes` processes: this one (in a
+        thread, beside the self-check loop) and `processes - 1` siblings forked
+        here, before any thread exists. The kernel spreads connections over
+        them, so the API uses more than one core despite the GIL. The siblings
+        are in this process's group (the supervisor's kill reaches them), die
+        with it (parent-death signal), and if one dies this process exits, so
+        the supervisor restarts the whole API.
+        """
+        self.listener = listen(self.settings["host"], int(self.settings["port"]))
+        for number in range(1, int(self.settings["processes"])):
+            self.siblings.append(self._fork_sibling(number))
+        self.server = self._server(self.reader)
+
+    def _server(self, reader) -> Server:
         status = StatusSource(ControlClient(socket_path(self.ctx.state_dir), timeout=CONTROL_TIMEOUT_S),
                               ttl=STATUS_TTL_S, failure_ttl=STATUS_FAILURE_TTL_S,
                               stale_overrides=self.settings.get("stale_after"))
-        app = create_app(self.reader, status, token=self.settings["token"], cache_ttl=RESPONSE_CACHE_TTL_S)
-        self.server = Server(app, self.settings["host"], int(self.settings["port"]),
-                             int(self.settings["threads"]))
+        app = create_app(reader, status, token=self.settings["token"], cache_ttl=RESPONSE_CACHE_TTL_S)
+        return Server(app, self.settings["host"], int(self.settings["port"]), int(self.settings["threads"]),
+                      sockets=[self.listener])
+
+    def _fork_sibling(self, number: int) -> int:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid:
+            return pid
+        code = EXIT_SERVER_DIED
+        try:
+            linux.set_parent_death_signal(signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(code)
+            linux.set_process_name(f"mdw:{self.ctx.name}.{number}")
+            self._server(StoreReader(self.ctx.state_dir)).serve_in_this_thread()
+        except BaseException:
+            log.exception("serving process %d failed", number)
+        finally:
+            os._exit(code)
 
     def start(self) -> None:
         self.server.start()
@@ -121,14 +158,28 @@ class ApiWorker:
             if not self.server.alive:
                 log.error("the waitress thread has ended; exiting so the supervisor restarts us")
                 return EXIT_SERVER_DIED
+            for pid in self.siblings:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    log.error("serving process %d has ended; exiting so the supervisor restarts the API", pid)
+                    self.siblings.remove(pid)
+                    return EXIT_SERVER_DIED
             self.run_once()
             self.stopping.wait(self.period)
         return 0
 
     def close(self) -> None:
         self.stopping.set()
+        for pid in self.siblings:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        self.siblings = []
         if self.server is not None:
             self.server.stop()
+        elif self.listener is not None:
+            self.listener.close()
         if self.reader is not None:
             self.reader.close()
 

@@ -118,6 +118,7 @@ SECTION_KEYS = {
         "port": (int, _port),
         "token": (str, None),
         "threads": (int, _threads),
+        "processes": (int, lambda v: None if 1 <= v <= 16 else "a whole number 1..16"),
         "self_check_interval": (NUMBER, _positive),
         "stale_after": (dict, _stale_limits),
     },

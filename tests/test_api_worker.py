@@ -31,7 +31,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def make_spec(state_dir, interval=1.0, heartbeat_timeout=30.0, **api):
-    section = {"host": "127.0.0.1", "port": 0, "token": "", "threads": 4, "self_check_interval": 0.2}
+    # One serving process: in-process tests must not fork the test runner; the siblings get a real child.
+    section = {"host": "127.0.0.1", "port": 0, "token": "", "threads": 4, "self_check_interval": 0.2, "processes": 1}
     section.update(api)
     return SimpleNamespace(name="api", kind="api", interval=interval, options={}, state_dir=str(state_dir),
                            heartbeat_timeout=heartbeat_timeout, sections={"api": section})
@@ -135,7 +136,7 @@ def test_defaults_apply_to_a_missing_section(tmp_path):
     spec = make_spec(tmp_path)
     spec.sections = {}
     assert settings_from(RecordingCtx(spec), environ={}) == {
-        "host": "127.0.0.1", "port": 8000, "token": "", "threads": 8, "self_check_interval": 5.0}
+        "host": "127.0.0.1", "port": 8000, "token": "", "threads": 8, "self_check_interval": 5.0, "processes": 2}
 
 
 @pytest.mark.parametrize("check, interval, timeout, period", [
@@ -248,4 +249,23 @@ def test_a_port_in_use_makes_the_worker_exit_nonzero_saying_why(child):
 def test_a_host_that_does_not_resolve_exits_nonzero_saying_why(child):
     c = child(host="no-such-host.invalid")
     assert c.proc.wait(15) == EXIT_CANNOT_LISTEN
-    assert "cannot listen on no-such-host.invalid:0: Invalid host/port specified" in c.stderr()
+    assert "cannot listen on no-such-host.invalid:0: Name or service not known" in c.stderr()
+
+
+def test_sibling_serving_processes_share_the_socket_and_their_death_restarts_the_api(child, tmp_path):
+    import psutil
+
+    with FakeControl(tmp_path / "state" / "mdwd.sock", rows=[worker_row("api", interval=1.0)]):
+        c = child(self_check_interval=0.2, processes=3)
+        port = poll(c.port, 15, what=lambda: f"the serving line in:\n{c.stderr()}")
+        siblings = poll(lambda: [p for p in psutil.Process(c.proc.pid).children() if p.name().startswith("mdw:api.")]
+                        if len(psutil.Process(c.proc.pid).children()) == 2 else None, 10, what="two siblings")
+        assert sorted(p.name() for p in siblings) == ["mdw:api.1", "mdw:api.2"]
+        assert all(os.getpgid(p.pid) == os.getpgid(c.proc.pid) for p in siblings)  # the supervisor's kill reaches them
+        for _ in range(20):
+            assert fetch(f"http://127.0.0.1:{port}/api/last_update")[0] == 200
+        siblings[0].kill()
+        assert c.proc.wait(15) == EXIT_SERVER_DIED
+        assert "has ended; exiting so the supervisor restarts the API" in c.stderr()
+        poll(lambda: not psutil.pid_exists(siblings[1].pid) or siblings[1].status() == psutil.STATUS_ZOMBIE, 5,
+             what="the other sibling to die with its parent")
