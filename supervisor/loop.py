@@ -196,6 +196,8 @@ class Supervisor:
                 log.error("reload: %s: %s", e.source, problem)
             log.error("reload: config rejected; the running tree is kept unchanged")
             return [f"{e.source}: {problem}" for problem in e.problems]
+        if new.preload != self.config.preload:
+            log.warning("reload: a changed [supervisor] preload takes effect when mdwd restarts")
         now = self.host.now()
         old_specs = {name: w.spec for name, w in self.workers.items()}
         new_specs = new.enabled_workers
