@@ -139,6 +139,20 @@ def _day_index(day) -> int:
     return int(np.busday_count(EPOCH, np.datetime64(day, "D"), busdaycal=_CALENDAR))
 
 
+# Rough price levels of well-known symbols around REFERENCE_DAY, so the demo looks like a market;
+# other symbols get a seeded level between $20 and $400.
+REFERENCE_DAY = dt.date(2026, 1, 2)
+_REFERENCE_INDEX = _day_index(REFERENCE_DAY)
+REFERENCE_PRICES = {
+    "SPY": 600.0, "QQQ": 520.0, "IWM": 230.0, "DIA": 440.0, "VTI": 300.0, "VOO": 550.0,
+    "AAPL": 240.0, "MSFT": 430.0, "GOOGL": 190.0, "GOOG": 192.0, "AMZN": 220.0, "META": 600.0,
+    "NVDA": 140.0, "TSLA": 380.0, "PLTR": 80.0, "AMD": 125.0, "AVGO": 230.0, "TSM": 200.0,
+    "CRWD": 350.0, "SNOW": 160.0, "COIN": 260.0, "HOOD": 40.0, "SOFI": 15.0, "SHOP": 105.0,
+    "UBER": 65.0, "ABNB": 130.0, "DASH": 170.0, "RBLX": 60.0, "NFLX": 900.0, "JPM": 240.0,
+    "V": 320.0, "MA": 530.0, "UNH": 500.0, "LLY": 780.0, "XOM": 110.0, "WMT": 90.0, "COST": 920.0,
+}
+
+
 def _day_of(index: np.ndarray) -> np.ndarray:
     return np.busday_offset(EPOCH, index, roll="forward", busdaycal=_CALENDAR)
 
@@ -224,8 +238,11 @@ class SimProvider(Provider):
         jump = sigma * rng.uniform(12.0, 15.0) * sizes * np.where(direction > 0, *scale)
         trend = sigma * rng.uniform(2.0, 3.0) * sizes * np.where(direction > 0, *scale)
         moves = direction * (jump + trend * (CYCLE - 1 - FIRE))
-        anchors = rng.uniform(np.log(15), np.log(700)) + np.concatenate(
-            [[0.0], np.cumsum(moves)[:-1]])
+        anchors = np.concatenate([[0.0], np.cumsum(moves)[:-1]])
+        # Level the walk so that around REFERENCE_DAY the symbol trades near a believable price
+        # (its own rough level if known). A constant factor changes no signal: every indicator
+        # here compares prices with prices of the same symbol.
+        anchors += np.log(self._reference_price(symbol)) - anchors[(_REFERENCE_INDEX + position % CYCLE) // CYCLE]
         wave, period = (sigma * rng.uniform(0.8, 1.2), rng.uniform(10, 16)) if cycler else \
             (4 * sigma, 10.0)
         return {"phase": position % CYCLE, "cycler": cycler, "sigma": sigma,
@@ -233,6 +250,10 @@ class SimProvider(Provider):
                 "volume": np.exp(rng.uniform(np.log(2e6), np.log(6e7))), "direction": direction,
                 "jump": jump, "trend": trend, "anchors": anchors, "wave": wave, "period": period,
                 "wave_phase": 2 * np.pi * (position % CYCLE) / CYCLE}
+
+    def _reference_price(self, symbol: str) -> float:
+        known = REFERENCE_PRICES.get(symbol)
+        return known if known else float(np.exp(self._rng(symbol, 7).uniform(np.log(20), np.log(400))))
 
     def _noise_block(self, symbol: str, block: int) -> np.ndarray:
         return self._rng(symbol, 1, block).standard_normal((4, 256))
