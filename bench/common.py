@@ -1,6 +1,5 @@
 """Helpers shared by the benchmarks: percentiles, and running a supervisor in-process."""
 import contextlib
-import os
 import shutil
 import statistics
 import sys

@@ -9,7 +9,6 @@ import dataclasses
 import importlib.resources
 import os
 import tomllib
-from pathlib import Path
 
 from workers.kinds import KINDS, NUMBER
 

@@ -1,5 +1,6 @@
 import pytest
 
+from tests.api_support import app, control, filled_store, make_app, state_dir  # noqa: F401 (API test fixtures)
 from tests.proctree import Tree
 
 

@@ -12,7 +12,7 @@ from api.app import create_app
 from api.status import StatusSource
 from supervisor.control_client import ControlClient
 from tests.fake_control import FakeControl
-from tests.test_api import NOW, TOKEN, call, fill, scanner_rows
+from tests.api_support import NOW, TOKEN, call, fill, scanner_rows
 from workers.store import StoreReader
 
 ENDPOINTS = ["/health", "/api/watchlist", "/api/whale_flows", "/api/stats", "/api/last_update",

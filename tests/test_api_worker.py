@@ -25,7 +25,7 @@ from api.worker import EXIT_CANNOT_LISTEN, EXIT_SERVER_DIED, ApiWorker, settings
 from supervisor.protocol import MessageDecoder
 from tests.fake_control import FakeControl, worker_row
 from tests.proctree import poll
-from tests.test_api import fill
+from tests.api_support import fill
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
