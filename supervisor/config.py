@@ -10,7 +10,8 @@ import importlib.resources
 import os
 import tomllib
 
-from workers.kinds import KINDS, NUMBER
+from supervisor.checks import NUMBER, positive, symbols, text, whole, zero_is_off
+from workers.kinds import KINDS
 
 DEFAULT_STATE_DIR = "./var"
 
@@ -24,57 +25,33 @@ class ConfigError(Exception):
         super().__init__(f"{source}: " + "; ".join(self.problems))
 
 
-def _positive(v):
-    return None if v > 0 else "a number > 0"
-
-
-def _non_negative(v):
-    return None if v >= 0 else "a number >= 0 (0 = off)"
-
-
-def _count(v):
-    return None if isinstance(v, int) and v >= 0 else "a whole number >= 0 (0 = off)"
-
-
 def _module_names(v):
     ok = all(isinstance(m, str) and m.replace(".", "").replace("_", "").isalnum() for m in v)
     return None if ok else "a list of importable module names, e.g. [\"pandas\"]"
 
 
-def _text(v):
-    return None if v.strip() else "a non-empty string"
-
-
 # key: (accepted types, check, may a [workers.NAME] table override it?)
 SUPERVISOR_KEYS = {
-    "state_dir": (str, _text, False),
-    "heartbeat_timeout": (NUMBER, _positive, True),
-    "startup_timeout": (NUMBER, _positive, True),
-    "stop_timeout": (NUMBER, _positive, True),
-    "backoff_initial": (NUMBER, _non_negative, True),
-    "backoff_max": (NUMBER, _non_negative, True),
-    "stable_after": (NUMBER, _non_negative, True),
-    "max_rss_mb": (NUMBER, _non_negative, True),
-    "stale_cycles": (NUMBER, _non_negative, True),
-    "escalate_after": (int, _count, False),
-    "escalate_window": (NUMBER, _positive, False),
-    "log_lines_per_second": (NUMBER, _positive, True),
+    "state_dir": (str, text, False),
+    "heartbeat_timeout": (NUMBER, positive, True),
+    "startup_timeout": (NUMBER, positive, True),
+    "stop_timeout": (NUMBER, positive, True),
+    "backoff_initial": (NUMBER, zero_is_off, True),
+    "backoff_max": (NUMBER, zero_is_off, True),
+    "stable_after": (NUMBER, zero_is_off, True),
+    "max_rss_mb": (NUMBER, zero_is_off, True),
+    "stale_cycles": (NUMBER, zero_is_off, True),
+    "escalate_after": (int, whole(0, note=" (0 = off)"), False),
+    "escalate_window": (NUMBER, positive, False),
+    "log_lines_per_second": (NUMBER, positive, True),
     "preload": (list, _module_names, False),
 }
 PER_WORKER_KEYS = tuple(k for k, (_, _, per_worker) in SUPERVISOR_KEYS.items() if per_worker)
 WORKER_KEYS = {
     "kind": (str, lambda v: None if v in KINDS else "one of " + ", ".join(sorted(KINDS)), False),
-    "interval": (NUMBER, _positive, False),
+    "interval": (NUMBER, positive, False),
     "enabled": (bool, None, False),
 }
-
-
-def _port(v):
-    return None if isinstance(v, int) and 0 <= v <= 65535 else "a TCP port number 0..65535 (0 = any free port)"
-
-
-def _threads(v):
-    return None if isinstance(v, int) and 1 <= v <= 256 else "a whole number 1..256"
 
 
 # Tables shared by several workers; a worker kind names the ones it reads (Kind.sections), and a
@@ -91,11 +68,6 @@ def _provider_kind(v):
     return None if v in ("sim", "schwab") else "sim (the simulated market) or schwab"
 
 
-def _symbol_list(v):
-    ok = all(isinstance(s, str) and s and s == s.strip().upper() for s in v)
-    return None if ok else "a list of upper-case ticker symbols"
-
-
 def _url(v):
     return None if v.startswith(("http://", "https://")) else "an http:// or https:// URL"
 
@@ -103,22 +75,22 @@ def _url(v):
 SECTION_KEYS = {
     "provider": {
         "kind": (str, _provider_kind),
-        "request_timeout": (NUMBER, _positive),
-        "requests_per_minute": (int, lambda v: None if 1 <= v <= 10000 else "a whole number 1..10000"),
-        "sim_seed": (int, lambda v: None if v >= 0 else "a whole number >= 0"),
+        "request_timeout": (NUMBER, positive),
+        "requests_per_minute": (int, whole(1, 10000)),
+        "sim_seed": (int, whole(0)),
         "base_url": (str, _url),
         "auth_url": (str, _url),
-        "token_file": (str, _text),
-        "sim_hang_symbols": (list, _symbol_list),
-        "sim_fail_symbols": (list, _symbol_list),
+        "token_file": (str, text),
+        "sim_hang_symbols": (list, symbols(allow_empty=True)),
+        "sim_fail_symbols": (list, symbols(allow_empty=True)),
     },
     "api": {
-        "host": (str, _text),
-        "port": (int, _port),
+        "host": (str, text),
+        "port": (int, whole(0, 65535, note=" (a TCP port; 0 = any free port)")),
         "token": (str, None),
-        "threads": (int, _threads),
-        "processes": (int, lambda v: None if 1 <= v <= 16 else "a whole number 1..16"),
-        "self_check_interval": (NUMBER, _positive),
+        "threads": (int, whole(1, 256)),
+        "processes": (int, whole(1, 16)),
+        "self_check_interval": (NUMBER, positive),
         "stale_after": (dict, _stale_limits),
     },
 }
@@ -163,8 +135,8 @@ class Config:
 
 
 def defaults():
-    text = importlib.resources.files("supervisor").joinpath("default_config.toml").read_text()
-    return tomllib.loads(text)
+    source = importlib.resources.files("supervisor").joinpath("default_config.toml").read_text()
+    return tomllib.loads(source)
 
 
 def load(path=None, environ=None):

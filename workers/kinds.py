@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 from typing import Any, Callable, Optional
 
+from supervisor.checks import NUMBER, non_negative, one_of, positive, symbols, whole
 from workers.universe import WATCHLIST, WHALE_SYMBOLS
 
 
@@ -34,46 +35,19 @@ class Kind:
         return getattr(importlib.import_module(module_name), function)
 
 
-def _positive(value):
-    return None if value > 0 else "a number > 0"
 
-
-def _non_negative(value):
-    return None if value >= 0 else "a number >= 0"
-
-
-def _one_of(*choices):
-    def check(value):
-        return None if value in choices else "one of " + ", ".join(choices)
-
-    return check
-
-
-NUMBER = (int, float)
-
-def _symbols(value):
-    ok = value and all(isinstance(s, str) and s and s == s.strip().upper() and len(s) <= 12 for s in value)
-    return None if ok else "a non-empty list of upper-case ticker symbols"
-
-
-def _whole(low, high):
-    def check(value):
-        return None if isinstance(value, int) and low <= value <= high else f"a whole number {low}..{high}"
-    return check
-
-
-def _scanner_options(symbols, **extra):
+def _scanner_options(default_symbols, **extra):
     """Options every scanner kind takes, plus its own."""
     return {
-        "symbols": Option(list, list(symbols), "symbols to scan", _symbols),
+        "symbols": Option(list, list(default_symbols), "symbols to scan", symbols(allow_empty=False)),
         "quarantine_seconds": Option(NUMBER, 900.0, "how long an item that hung or kept failing is skipped",
-                                     _positive),
-        "quarantine_after": Option(int, 3, "consecutive failures that quarantine an item", _whole(1, 1000)),
+                                     positive),
+        "quarantine_after": Option(int, 3, "consecutive failures that quarantine an item", whole(1, 1000)),
         **extra,
     }
 
 
-_BARS_OPTIONS = {"days": Option(int, 365, "calendar days of daily bars per symbol", _whole(60, 3650))}
+_BARS_OPTIONS = {"days": Option(int, 365, "calendar days of daily bars per symbol", whole(60, 3650))}
 
 FAULT_MODES = (
     "healthy", "hang_sleep", "busy_loop", "sigstop", "socket_block", "ignore_term",
@@ -85,19 +59,19 @@ KINDS = {
     "watchlist": Kind(
         entry="workers.watchlist:run", help="quotes for the watchlist: price, daily change, volume",
         sections=("provider",),
-        options=_scanner_options(WATCHLIST, batch_size=Option(int, 50, "symbols per quotes request", _whole(1, 500))),
+        options=_scanner_options(WATCHLIST, batch_size=Option(int, 50, "symbols per quotes request", whole(1, 500))),
     ),
     "whale_flows": Kind(
         entry="workers.whale_flows:run", help="unusually large options trades in the next weekly expirations",
         sections=("provider",),
         options=_scanner_options(
             WHALE_SYMBOLS,
-            expirations=Option(int, 4, "weekly expirations scanned per symbol", _whole(1, 12)),
-            strike_band_pct=Option(NUMBER, 10.0, "strikes within this percent of spot", _positive),
-            min_volume=Option(NUMBER, 500, "contracts traded today, at least", _non_negative),
-            min_vol_oi=Option(NUMBER, 2.0, "volume / open interest, at least", _positive),
-            min_premium=Option(NUMBER, 100_000.0, "volume x mark x 100 in USD, at least", _positive),
-            retention_days=Option(NUMBER, 7.0, "days of flow history kept", _positive),
+            expirations=Option(int, 4, "weekly expirations scanned per symbol", whole(1, 12)),
+            strike_band_pct=Option(NUMBER, 10.0, "strikes within this percent of spot", positive),
+            min_volume=Option(NUMBER, 500, "contracts traded today, at least", non_negative),
+            min_vol_oi=Option(NUMBER, 2.0, "volume / open interest, at least", positive),
+            min_premium=Option(NUMBER, 100_000.0, "volume x mark x 100 in USD, at least", positive),
+            retention_days=Option(NUMBER, 7.0, "days of flow history kept", positive),
         ),
     ),
     "macd": Kind(entry="workers.technical:run_macd", help="MACD (12, 26, 9) crosses on daily bars",
@@ -111,7 +85,7 @@ KINDS = {
         help="demonstration worker: walks a list of items each interval, beating per item",
         options={
             "items": Option(list, ["alpha", "beta", "gamma"], "items processed each cycle"),
-            "item_seconds": Option(NUMBER, 0.05, "seconds of simulated work per item", _non_negative),
+            "item_seconds": Option(NUMBER, 0.05, "seconds of simulated work per item", non_negative),
         },
     ),
     "api": Kind(
@@ -123,10 +97,10 @@ KINDS = {
         entry="workers.faulty:run",
         help="misbehaves on request (tests and benchmarks of the supervisor)",
         options={
-            "mode": Option(str, "healthy", "how to misbehave", _one_of(*FAULT_MODES)),
-            "after": Option(NUMBER, 0.0, "seconds of healthy beating before misbehaving", _non_negative),
-            "beat_interval": Option(NUMBER, 0.1, "seconds between beats while healthy", _positive),
-            "memory_mb": Option(NUMBER, 200, "megabytes to allocate in mode memory", _positive),
+            "mode": Option(str, "healthy", "how to misbehave", one_of(*FAULT_MODES)),
+            "after": Option(NUMBER, 0.0, "seconds of healthy beating before misbehaving", non_negative),
+            "beat_interval": Option(NUMBER, 0.1, "seconds between beats while healthy", positive),
+            "memory_mb": Option(NUMBER, 200, "megabytes to allocate in mode memory", positive),
             "beat_log": Option(str, "", "file to append 'pid monotonic-time' to on every beat"),
             "import_modules": Option(list, [], "modules to import before working (memory benchmark)"),
         },
