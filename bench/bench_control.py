@@ -11,25 +11,18 @@ import subprocess
 import sys
 import time
 
-from bench.bench_overhead import stop
-from bench.common import describe, percentile, tables, work_dir
+from bench.common import describe, kill_tree, percentile, start_tree, work_dir
 from supervisor.control_client import ControlClient
 
 TARGET_P50 = 0.020
 
 
 def main(argv=None):
-    from tests.configs import to_toml
-
     workers = {f"busy{i}": {"kind": "faulty", "interval": 1.0, "mode": "healthy", "beat_interval": 0.001}
                for i in range(6)}
     workers["flood"] = {"kind": "faulty", "interval": 60.0, "mode": "flood_stdout", "after": 0.1}
     with work_dir("control") as directory:
-        path = os.path.join(directory, "mdwd.toml")
-        with open(path, "w") as f:
-            f.write(to_toml(tables(workers, state_dir=os.path.join(directory, "state"))))
-        tree = subprocess.Popen([sys.executable, "-m", "supervisor", "--config", path], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        tree = start_tree(directory, workers)
         sock = os.path.join(directory, "state", "mdwd.sock")
         try:
             client = ControlClient(sock)
@@ -56,7 +49,7 @@ def main(argv=None):
                                stdout=subprocess.DEVNULL, check=True)
                 cli.append(time.perf_counter() - started)
         finally:
-            stop(tree)
+            kill_tree(tree)
     p50 = percentile(trips, 50)
     print("busy tree: 6 children beating every 1 ms + 1 flooding stdout")
     print(f"control socket status round trip: {describe(trips, 'ms', 1000)}")

@@ -7,15 +7,13 @@ forking (`preload`) and freezes its heap with gc.freeze(), so the children
 share those pages copy-on-write. For comparison the tree is also measured
 with the import done after fork in each child. Target ratio <= 0.4.
 """
-import os
 import subprocess
 import sys
 import time
 
 import psutil
 
-from bench.bench_overhead import stop
-from bench.common import tables, work_dir
+from bench.common import kill_tree, start_tree, work_dir
 
 TARGET_RATIO = 0.4
 CHILDREN = 6
@@ -32,17 +30,10 @@ def tree_pids(pid):
     return [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
 
 
-def start_tree(directory, preload):
-    from tests.configs import to_toml
-
+def start_pandas_tree(directory, preload):
     workers = {f"w{i}": {"kind": "faulty", "interval": 1.0, "mode": "healthy", "beat_interval": 0.5,
                          "import_modules": ["pandas"]} for i in range(CHILDREN)}
-    path = os.path.join(directory, f"mdwd-{preload}.toml")
-    supervisor = {"state_dir": os.path.join(directory, "state"), "preload": ["pandas"] if preload else []}
-    with open(path, "w") as f:
-        f.write(to_toml(tables(workers, **supervisor)))
-    return subprocess.Popen([sys.executable, "-m", "supervisor", "--config", path], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return start_tree(directory, workers, name=f"mdwd-{preload}", preload=["pandas"] if preload else [])
 
 
 def wait_settled(pid, children, timeout=60):
@@ -81,11 +72,11 @@ def main(argv=None):
                 proc.wait()
         results = {}
         for preload in (True, False):
-            tree = start_tree(directory, preload)
+            tree = start_pandas_tree(directory, preload)
             try:
                 results[preload] = wait_settled(tree.pid, CHILDREN)
             finally:
-                stop(tree)
+                kill_tree(tree)
     ratio = results[True] / baseline
     print(f"6 independent interpreters importing pandas: total PSS {baseline:.1f} MiB")
     print(f"mdwd + 6 children, pandas preloaded before fork: total PSS {results[True]:.1f} MiB "

@@ -7,14 +7,13 @@ since its package name clashes with ours) managing 6 sleeping processes.
 Target: mdwd <= 0.5 % of one core.
 """
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import psutil
 
-from bench.common import tables, work_dir
+from bench.common import kill_tree, start_tree, work_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUPERVISORD_VENV = os.path.join(ROOT, "bench", ".work", "supervisord-venv")
@@ -30,16 +29,9 @@ def supervisord_python():
 
 
 def start_mdwd(directory):
-    from tests.configs import to_toml
-
     workers = {f"w{i}": {"kind": "faulty", "interval": 1.0, "mode": "healthy", "beat_interval": 1.0}
                for i in range(6)}
-    path = os.path.join(directory, "mdwd.toml")
-    with open(path, "w") as f:
-        f.write(to_toml(tables(workers, state_dir=os.path.join(directory, "state"))))
-    log = open(os.path.join(directory, "mdwd.log"), "wb")
-    return subprocess.Popen([sys.executable, "-m", "supervisor", "--config", path], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    return start_tree(directory, workers)
 
 
 def start_supervisord(directory):
@@ -56,13 +48,6 @@ def start_supervisord(directory):
 def cpu_seconds(pid):
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
-
-
-def stop(proc):
-    for child in psutil.Process(proc.pid).children(recursive=True):
-        child.kill()
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(10)
 
 
 def main(argv=None):
@@ -82,7 +67,7 @@ def main(argv=None):
             used = {name: cpu_seconds(p.pid) - before[name] for name, p in procs.items()}
         finally:
             for proc in procs.values():
-                stop(proc)
+                kill_tree(proc)
     percent = {name: 100 * cpu / wall for name, cpu in used.items()}
     print(f"window {wall:.1f}s, 6 children each")
     print(f"mdwd (6 children beating every 1s):   {used['mdwd']:.3f}s CPU = {percent['mdwd']:.3f}% of one core")

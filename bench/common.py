@@ -1,15 +1,21 @@
-"""Helpers shared by the benchmarks: percentiles, and running a supervisor in-process."""
+"""Helpers shared by the benchmarks: percentiles, and running a supervisor tree (in-process or not)."""
 import contextlib
+import os
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
+
+import psutil
 
 from supervisor import config as config_module
 from supervisor.host import PosixHost
 from supervisor.logs import LineFormatter, setup_logging
 from supervisor.loop import Supervisor
 from supervisor.notify import SystemdNotifier
+from tests import configs
 
 
 def percentile(values, p):
@@ -37,15 +43,28 @@ def work_dir(name):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def tables(workers, **supervisor):
-    all_workers = {name: {"enabled": False} for name in config_module.defaults()["workers"]}
-    all_workers.update(workers)
-    return {"supervisor": supervisor, "workers": all_workers}
+def start_tree(directory, workers, name="mdwd", **supervisor):
+    """mdwd as a subprocess in its own session, running `workers` (default supervisor settings)."""
+    supervisor.setdefault("state_dir", os.path.join(directory, "state"))
+    path = os.path.join(directory, f"{name}.toml")
+    with open(path, "w") as f:
+        f.write(configs.to_toml(configs.tables(workers, fast=False, **supervisor)))
+    log = open(os.path.join(directory, f"{name}.log"), "wb")
+    return subprocess.Popen([sys.executable, "-m", "supervisor", "--config", path], stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=log, start_new_session=True)
+
+
+def kill_tree(proc):
+    """SIGKILL a process, its descendants and its process group, and reap it."""
+    for child in psutil.Process(proc.pid).children(recursive=True):
+        child.kill()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
 
 
 def in_process_supervisor(host, workers, quiet=True, **supervisor):
     """A real Supervisor over `host`, run by the caller with run_once()."""
-    config = config_module.from_tables(tables(workers, **supervisor))
+    config = config_module.from_tables(configs.tables(workers, fast=False, **supervisor))
     setup_logging(False, (lambda data: None) if quiet else (lambda data: sys.stderr.buffer.write(data)))
     return Supervisor(config, host, SystemdNotifier(host.now(), environ={}), LineFormatter(False))
 

@@ -13,11 +13,13 @@ FAST = {
 }
 
 
-def tables(workers, **supervisor):
-    """Config tables: the given workers, every embedded default worker disabled."""
+def tables(workers, fast=True, **supervisor):
+    """Config tables: the given workers, every embedded default worker disabled.
+
+    With `fast` the supervisor's timeouts are the short FAST ones tests use; without, the defaults."""
     all_workers = {name: {"enabled": False} for name in config_module.defaults()["workers"]}
     all_workers.update(workers)
-    return {"supervisor": {**FAST, **supervisor}, "workers": all_workers}
+    return {"supervisor": {**(FAST if fast else {}), **supervisor}, "workers": all_workers}
 
 
 def build(workers, **supervisor):
