@@ -184,8 +184,7 @@ class Supervisor:
     def kill_all_now(self):
         for worker in self.workers.values():
             if worker.has_process:
-                self.host.signal_group(worker.pid, signal.SIGKILL)
-                self.host.signal_group(worker.pid, signal.SIGCONT)
+                self.host.signal_group(worker.pid, signal.SIGKILL)  # kills a stopped process too
                 worker.on_killed()
 
     def reload(self):
@@ -336,10 +335,10 @@ class Supervisor:
     # -- step 6: systemd ----------------------------------------------------
 
     def notify_systemd(self):
+        if self.shutting_down:
+            return  # STOPPING=1 was sent; nothing more to say
         now = self.host.now()
         line = status.summary(self.workers.values(), now)
-        if self.shutting_down:
-            return
         if not self.notifier.ready and all(status.settled(w, now) for w in self.workers.values()):
             log.info("ready: %s", line)
             self.notifier.send_ready(line)
