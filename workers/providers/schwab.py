@@ -60,11 +60,11 @@ class SchwabConfig:
     base_url: str = "https://api.schwabapi.com"
     auth_url: str = "https://api.schwabapi.com"
     call_timeout_s: float = 20.0
-    connect_timeout_s: float = 3.05
-    read_timeout_s: float = 10.0
-    max_retries: int = 3
-    backoff_factor: float = 0.5
-    backoff_max_s: float = 8.0
+    connect_timeout_s: float = HttpConfig.connect_timeout_s
+    read_timeout_s: float = HttpConfig.read_timeout_s
+    max_retries: int = HttpConfig.max_retries
+    backoff_factor: float = HttpConfig.backoff_factor
+    backoff_max_s: float = HttpConfig.backoff_max_s
     quotes_batch_size: int = 100
     state_dir: str | None = None  # where the shared request budget lives
     requests_per_minute: int = 120
@@ -72,7 +72,7 @@ class SchwabConfig:
     breaker_failures: int = 5
     breaker_cooldown_s: float = 300.0
     refresh_margin_s: float = 120.0
-    verify: bool | str = True
+    verify: bool | str = HttpConfig.verify
 
     def __post_init__(self):
         for name in ("base_url", "auth_url"):
