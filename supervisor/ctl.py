@@ -36,7 +36,11 @@ class CtlError(Exception):
 
 
 def _call(client, cmd, **args):
-    answer = client.call(cmd, **args)
+    return _checked(client.call(cmd, **args))
+
+
+def _checked(answer):
+    """The daemon's answer, or CtlError with the exit code its refusal maps to."""
     if not answer.get("ok"):
         code = {"unknown_name": EXIT_UNREACHABLE, "usage": EXIT_USAGE, "config": EXIT_USAGE}.get(
             answer.get("kind"), EXIT_UNREACHABLE)
@@ -103,9 +107,9 @@ def cmd_tail(client, args):
         raise CtlError(f"mdwctl: -n {args.lines}: allowed is 0..1000", EXIT_USAGE)
     answers = client.stream("tail", names=[args.name], lines=args.lines, follow=args.follow)
     first = next(answers, None)
-    if first is None or not first.get("ok"):
-        _call(client, "tail", names=[args.name], lines=0)  # raises the daemon's error
-    for line in first["lines"]:
+    if first is None:
+        raise CtlError(f"mdwctl: mdwd at {client.path} closed the connection without answering", EXIT_UNREACHABLE)
+    for line in _checked(first)["lines"]:
         print(line)
     if args.follow:
         client.timeout = None

@@ -79,6 +79,7 @@ def test_unknown_name_exits_4_and_names_the_known_ones(tree):
     result = ctl(tree, "restart", "gamma")
     assert result.returncode == 4
     assert "unknown worker 'gamma'; known: alpha, beta" in result.stderr
+    assert ctl(tree, "tail", "gamma").returncode == 4
 
 
 def test_unreachable_daemon_exits_4_naming_the_socket(tmp_path):
