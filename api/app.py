@@ -8,7 +8,7 @@ dashboard client sees the same bytes. Errors are `{"success": false,
 404 unknown path or worker, 405 wrong method, 409 a restart mdwd refused
 for another reason, 503 store or supervisor unavailable; an unexpected
 exception is logged and answered 500 in JSON (never a traceback, never HTML).
-Malformed HTTP never reaches the app: waitress answers it in plain text.
+Malformed HTTP never reaches the app: granian answers it 400 with an empty body.
 
 Successful answers of the store endpoints may be served from a cache for
 `cache_ttl` seconds (the worker uses 1 s), keyed by the raw path and query

@@ -1,57 +1,61 @@
-"""Serving the app with waitress in a background thread, and asking it over loopback.
+"""Serving the app with granian in a child process, and asking it over loopback.
 
-`Server(app, host, port, threads)` binds at construction (an OSError such as
-EADDRINUSE surfaces there, before anything runs), `start()` runs waitress's
-loop in a daemon thread, `stop()` closes the sockets and the thread pool.
-`self_check(url)` is the worker's proof of life: one real HTTP request with a
-short timeout, returning what it found wrong or None.
+The API worker (api/worker.py) never serves HTTP itself. It reserves the
+address, then `ServerProcess.start()` forks one process that runs granian's
+manager, which forks `processes` serving processes; each serves the WSGI app
+from `threads` Python threads while granian's Rust runtime does the sockets
+and HTTP parsing. The tree, all in the API worker's process group so the
+supervisor's kill reaches every member:
+
+    mdw:api           self-check loop, beats (api/worker.py)
+    └─ mdw:api.http   granian's manager (ServerProcess)
+       ├─ mdw:api.http   serving process, builds the app after the fork
+       └─ mdw:api.http   serving process
+
+Each member dies with its parent (parent-death signal), and granian's manager
+exits when a serving process dies (respawn_failed_workers is off), so the API
+worker sees `alive` turn False and exits for the supervisor to restart it whole.
+
+Why granian: on the 2-core box, with the app answering from its response
+cache, waitress topped out at ~6,900 requests/s in two processes (its Python
+event loop, handing each request to a thread and back) and cheroot did no
+better, against ~33,000 for granian with the same two processes (see
+bench/bench_api.py). The app code is the same under every server.
+
+The address: `reserve(host, port)` binds (without listening) a socket with
+SO_REUSEPORT, as granian's own listeners are. That finds a port in use
+(EADDRINUSE) or a host that does not resolve before anything is forked, turns
+port 0 into a real port, and keeps the port ours for as long as the API worker
+lives; a bound socket that does not listen takes no connections.
+
+`self_check(host, port, path, timeout)` is the worker's proof of life: one
+real HTTP request with a short timeout, returning what was wrong or None.
 """
 from __future__ import annotations
 
 import http.client
 import json
 import logging
+import os
+import signal
 import socket
-import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
-from waitress.server import create_server
+from supervisor import linux
 
-__all__ = ["Server", "self_check", "loopback_host", "listen"]
+__all__ = ["ServerProcess", "reserve", "self_check", "loopback_host", "EXIT_SERVER_FAILED"]
 
 log = logging.getLogger("api.server")
 
-
-class _OncePer(logging.Filter):
-    """Let one record through per `seconds`, saying how many were held back.
-
-    waitress logs "Task queue depth is N" for every request that waits for a
-    thread; under a burst that is thousands of lines a second, which would
-    cost more CPU than the requests and flood the supervisor's log limit.
-    """
-
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds = seconds
-        self._next = float("-inf")
-        self._held = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        now = time.monotonic()
-        if now < self._next:
-            self._held += 1
-            return False
-        if self._held:
-            record.msg = f"{record.getMessage()} ({self._held} similar messages in the last {self.seconds:g}s)"
-            record.args = ()
-        self._held, self._next = 0, now + self.seconds
-        return True
-
-
-_QUEUE_LOG = logging.getLogger("waitress.queue")
-if not any(isinstance(f, _OncePer) for f in _QUEUE_LOG.filters):
-    _QUEUE_LOG.addFilter(_OncePer(60.0))
+EXIT_SERVER_FAILED = 1
+BACKLOG = 1024
+# granian logs through "_granian" (and access lines through "granian.access", off here). Hand its
+# records to the root handler like every other logger, instead of the stdout handler it would install.
+GRANIAN_LOGGING = {
+    "version": 1, "disable_existing_loggers": False, "formatters": {}, "handlers": {},
+    "loggers": {"_granian": {"propagate": True}, "granian.access": {"propagate": True}},
+}
 
 
 def loopback_host(host: str) -> str:
@@ -63,28 +67,37 @@ def loopback_host(host: str) -> str:
     return host
 
 
-def listen(host: str, port: int, backlog: int = 1024) -> socket.socket:
-    """A listening TCP socket for host:port, to be served by one or several processes."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=backlog, reuse_port=False)
+def reserve(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (not listening) that granian's listeners can share.
+
+    OSError if the port is in use by a socket that does not allow sharing (or
+    the address is not ours), socket.gaierror (an OSError) if `host` does not resolve.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
-class Server:
-    """One waitress server (multi-threaded) for a WSGI app, run in a daemon thread."""
+class ServerProcess:
+    """granian serving `app_factory()` on a reserved address, in a forked process tree."""
 
-    def __init__(self, app, host: str, port: int, threads: int, sockets=None, **adjustments):
-        """Bind host:port, or serve the already listening `sockets` (shared by sibling processes)."""
-        # No endpoint reads a body: refuse big ones instead of spooling up to waitress's 1 GiB.
-        settings = dict(ident="market-data-worker", asyncore_use_poll=True,
-                        clear_untrusted_proxy_headers=True, max_request_body_size=64 * 1024)
-        settings.update(adjustments)
-        where = dict(sockets=sockets) if sockets else dict(host=host, port=port)
-        self._server = create_server(app, threads=threads, **where, **settings)
-        self._thread: Optional[threading.Thread] = None
-        listen = getattr(self._server, "effective_listen", None)
-        if not listen:
-            listen = [(self._server.effective_host, self._server.effective_port)]
-        self.addresses = [(str(h), int(p)) for h, p in listen]
+    def __init__(self, app_factory: Callable[[], Callable], reservation: socket.socket, name: str,
+                 processes: int, threads: int):
+        self.app_factory = app_factory
+        self.reservation = reservation
+        self.name = name
+        self.processes = processes
+        self.threads = threads
+        bound = reservation.getsockname()
+        self.addresses = [(str(bound[0]), int(bound[1]))]
+        self.pid: Optional[int] = None
+        self.exit_status: Optional[int] = None
 
     @property
     def host(self) -> str:
@@ -99,37 +112,91 @@ class Server:
         return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}{path}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name="waitress", daemon=True)
-        self._thread.start()
+        """Fork granian's manager; call before this process starts any thread."""
+        parent = os.getpid()
+        pid = os.fork()
+        if pid:
+            self.pid = pid
+            return
+        code = EXIT_SERVER_FAILED
+        try:
+            self._become_member(parent)
+            self._serve()
+            code = 0
+        except BaseException:
+            log.exception("the HTTP server (granian) failed")
+        finally:
+            logging.shutdown()
+            os._exit(code)
 
-    def serve_in_this_thread(self) -> None:
-        """Run the server loop here until it fails (a sibling serving process does only this)."""
-        self._serve()
+    def _become_member(self, parent: int) -> None:
+        """Die with `parent`, and be named so `ps` and the tests tell the API's processes apart."""
+        linux.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(EXIT_SERVER_FAILED)
+        linux.set_process_name(f"mdw:{self.name}.http")
 
     def _serve(self) -> None:
-        try:
-            self._server.run()
-        except Exception:
-            log.exception("the waitress loop failed")
-            raise
+        from granian import Granian
+        from granian.constants import HTTPModes, Interfaces
+
+        manager = os.getpid()
+        host, port = self.addresses[0]
+
+        def load_app(_target):
+            """In each serving process, after granian's fork: the app, with its own store connection."""
+            self._become_member(manager)
+            return self.app_factory()
+
+        server = Granian(
+            target=f"mdw:{self.name}", address=host, port=port, interface=Interfaces.WSGI,
+            workers=self.processes, blocking_threads=self.threads, http=HTTPModes.http1, websockets=False,
+            backlog=BACKLOG, log_dictconfig=GRANIAN_LOGGING, respawn_failed_workers=False)
+        server.serve(target_loader=load_app)
+
+    def wait_until_listening(self, timeout: float) -> bool:
+        """Whether a connection to the address succeeds within `timeout` while the server runs."""
+        deadline = time.monotonic() + timeout
+        while self.alive:
+            try:
+                socket.create_connection((self.host, self.port), timeout=1.0).close()
+                return True
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.02)
+        return False
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Whether granian's manager still runs (reaping it, and noting its status, once it ended)."""
+        if self.pid is None or self.exit_status is not None:
+            return False
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        if pid == 0:
+            return True
+        self.exit_status = status
+        return False
+
+    def describe_exit(self) -> str:
+        status = self.exit_status
+        if status is None:
+            return "still running" if self.pid else "never started"
+        if os.WIFSIGNALED(status):
+            return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        return f"exit code {os.WEXITSTATUS(status)}"
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Close the listening sockets and connections, end the loop and the thread pool."""
-        server = self._server
-        socket_map = getattr(server, "map", None) or getattr(server, "_map", None) or {}
-        while socket_map:  # as WebTest's StopableWSGIServer.shutdown does
-            for dispatcher in list(socket_map.values()):
-                try:
-                    dispatcher.handle_close()
-                except OSError:
-                    socket_map.pop(getattr(dispatcher, "_fileno", None), None)
-        server.task_dispatcher.shutdown(timeout=timeout)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """SIGTERM granian's manager (it stops its serving processes), SIGKILL after `timeout`."""
+        if self.alive:
+            os.kill(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.alive and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if self.alive:
+                os.kill(self.pid, signal.SIGKILL)
+                self.exit_status = os.waitpid(self.pid, 0)[1]
+        self.reservation.close()
 
 
 def self_check(host: str, port: int, path: str, timeout: float) -> Optional[str]:

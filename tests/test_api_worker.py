@@ -1,11 +1,14 @@
-"""The API worker process: waitress really serves, and beats come only after a good self-check.
+"""The API worker process: granian really serves, and beats come only after a good self-check.
 
-In-process tests drive ApiWorker.run_once() with a recording ctx; real-process
+In-process tests drive ApiWorker.run_once() with a recording ctx against a
+server thread in the test (nothing is forked from the test runner); real-process
 tests run `api.worker.run` in a child with a real WorkerContext on a pipe,
-each in its own session, killed by a finalizer. Ports are always ephemeral.
+each in its own session, killed with its whole group by a finalizer. Ports are
+always ephemeral.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import select
@@ -13,14 +16,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from types import SimpleNamespace
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import psutil
 import pytest
 
-from api.server import self_check
+from api.server import reserve, self_check
 from api.worker import EXIT_CANNOT_LISTEN, EXIT_SERVER_DIED, ApiWorker, settings_from
 from supervisor.protocol import MessageDecoder
 from tests.fake_control import FakeControl, worker_row
@@ -31,8 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def make_spec(state_dir, interval=1.0, heartbeat_timeout=30.0, **api):
-    # One serving process: in-process tests must not fork the test runner; the siblings get a real child.
-    section = {"host": "127.0.0.1", "port": 0, "token": "", "threads": 4, "self_check_interval": 0.2, "processes": 1}
+    section = {"host": "127.0.0.1", "port": 0, "token": "", "threads": 2, "self_check_interval": 0.2, "processes": 2}
     section.update(api)
     return SimpleNamespace(name="api", kind="api", interval=interval, options={}, state_dir=str(state_dir),
                            heartbeat_timeout=heartbeat_timeout, sections={"api": section})
@@ -53,22 +58,33 @@ class RecordingCtx:
         self.cycles.append((ok, error))
 
 
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture
 def worker(tmp_path):
-    made = []
+    """An ApiWorker whose `server` is the worker's own app on a wsgiref thread in this process."""
+    servers = []
 
     def make(**api):
         fill(tmp_path / "state")
-        ctx = RecordingCtx(make_spec(tmp_path / "state", **api))
-        w = ApiWorker(ctx, environ={})
-        w.open()
-        w.start()
-        made.append(w)
+        w = ApiWorker(RecordingCtx(make_spec(tmp_path / "state", **api)), environ={})
+        w.open_store()
+        httpd = make_server("127.0.0.1", 0, w.make_app(), handler_class=_Quiet)
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        servers.append((httpd, thread))
+        w.server = SimpleNamespace(host="127.0.0.1", port=httpd.server_port, alive=True, pid=1,
+                                   describe_exit=lambda: "exit code 1", stop=lambda: None)
         return w
 
     yield make
-    for w in made:
-        w.close()
+    for httpd, thread in servers:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
 
 
 def fetch(url, timeout=5.0):
@@ -81,16 +97,6 @@ def fetch(url, timeout=5.0):
 
 # -- in process ----------------------------------------------------------------
 
-def test_waitress_serves_the_app_on_an_ephemeral_port(worker):
-    w = worker()
-    assert w.server.port > 0 and w.server.alive
-    status, content_type, body = fetch(w.server.url("/api/watchlist?limit=2"))
-    assert status == 200 and content_type == "application/json; charset=utf-8"
-    assert json.loads(body)["count"] == 2
-    status, content_type, body = fetch(w.server.url("/api/nothing"))
-    assert status == 404 and json.loads(body)["success"] is False
-
-
 def test_a_good_self_check_beats_and_reports_a_good_cycle(worker):
     w = worker()
     assert w.run_once() is True
@@ -98,19 +104,44 @@ def test_a_good_self_check_beats_and_reports_a_good_cycle(worker):
     assert w.ctx.cycles == [(True, None)]
 
 
-def test_a_server_that_stopped_answering_gets_no_beat(worker):
+def test_a_server_that_does_not_answer_gets_no_beat(worker):
     w = worker()
-    w.server.stop()
-    assert w.run_once() is False
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        w.server.port = listener.getsockname()[1]
+        assert w.run_once() is False
     assert w.ctx.beats == []
     ok, error = w.ctx.cycles[-1]
-    assert ok is False and "GET /api/last_update" in error
+    assert ok is False and "GET /api/last_update" in error and "timed out" in error
 
 
-def test_a_dead_server_thread_ends_the_loop_with_its_exit_code(worker):
+@pytest.mark.parametrize("status, body", [("503 Service Unavailable", b'{"success": false}'),
+                                          ("200 OK", b'{"success": false}'), ("200 OK", b"<html>")])
+def test_a_server_that_answers_badly_gets_no_beat(worker, status, body):
     w = worker()
-    w.server.stop()
-    poll(lambda: not w.server.alive, 5, what="the waitress thread to end")
+
+    def bad_app(environ, start_response):
+        start_response(status, [("Content-Type", "application/json")])
+        return [body]
+
+    httpd = make_server("127.0.0.1", 0, bad_app, handler_class=_Quiet)
+    thread = threading.Thread(target=httpd.handle_request, daemon=True)
+    thread.start()
+    try:
+        w.server.port = httpd.server_port
+        assert w.run_once() is False
+    finally:
+        thread.join(5)
+        httpd.server_close()
+    assert w.ctx.beats == []
+    ok, error = w.ctx.cycles[-1]
+    assert ok is False and error.startswith("GET /api/last_update")
+
+
+def test_a_dead_server_ends_the_loop_with_its_exit_code(worker):
+    w = worker()
+    w.server.alive = False
     assert w.serve_forever() == EXIT_SERVER_DIED
     assert w.ctx.beats == []
 
@@ -125,6 +156,24 @@ def test_hung_server_self_check_gives_up_within_its_timeout():
     assert time.monotonic() - started < 2.0
 
 
+def test_a_reservation_picks_a_port_takes_no_connections_and_finds_a_port_in_use():
+    with reserve("127.0.0.1", 0) as reserved:
+        port = reserved.getsockname()[1]
+        assert port > 0
+        with pytest.raises(ConnectionRefusedError):  # bound, not listening: it never steals a client
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        with socket.socket() as other:  # and nobody else (without SO_REUSEPORT) can take the port meanwhile
+            with pytest.raises(OSError) as error:
+                other.bind(("127.0.0.1", port))
+            assert error.value.errno == errno.EADDRINUSE
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        with pytest.raises(OSError) as error:
+            reserve("127.0.0.1", taken.getsockname()[1])
+        assert error.value.errno == errno.EADDRINUSE
+
+
 def test_token_from_the_environment_overrides_the_config(tmp_path):
     ctx = RecordingCtx(make_spec(tmp_path, token="from-config"))
     assert settings_from(ctx, environ={})["token"] == "from-config"
@@ -136,7 +185,7 @@ def test_defaults_apply_to_a_missing_section(tmp_path):
     spec = make_spec(tmp_path)
     spec.sections = {}
     assert settings_from(RecordingCtx(spec), environ={}) == {
-        "host": "127.0.0.1", "port": 8000, "token": "", "threads": 8, "self_check_interval": 5.0, "processes": 2}
+        "host": "127.0.0.1", "port": 8000, "token": "", "threads": 4, "self_check_interval": 5.0, "processes": 2}
 
 
 @pytest.mark.parametrize("check, interval, timeout, period", [
@@ -252,20 +301,48 @@ def test_a_host_that_does_not_resolve_exits_nonzero_saying_why(child):
     assert "cannot listen on no-such-host.invalid:0: Name or service not known" in c.stderr()
 
 
-def test_sibling_serving_processes_share_the_socket_and_their_death_restarts_the_api(child, tmp_path):
-    import psutil
+def http_tree(c, processes):
+    """granian's manager and its serving processes under the API worker, once all are up."""
+    def found():
+        managers = [p for p in psutil.Process(c.proc.pid).children() if p.name() == "mdw:api.http"]
+        if len(managers) != 1:
+            return None
+        serving = [p for p in managers[0].children() if p.name() == "mdw:api.http"]
+        listening = [p for p in serving if any(conn.status == psutil.CONN_LISTEN for conn in p.net_connections("tcp"))]
+        return (managers[0], serving) if len(listening) == processes == len(serving) else None
+    return poll(found, 15, what=lambda: f"the HTTP server's {processes} serving processes; stderr:\n{c.stderr()}")
 
+
+def test_serving_processes_share_the_port_in_the_workers_group_and_their_death_restarts_the_api(child, tmp_path):
     with FakeControl(tmp_path / "state" / "mdwd.sock", rows=[worker_row("api", interval=1.0)]):
         c = child(self_check_interval=0.2, processes=3)
         port = poll(c.port, 15, what=lambda: f"the serving line in:\n{c.stderr()}")
-        siblings = poll(lambda: [p for p in psutil.Process(c.proc.pid).children() if p.name().startswith("mdw:api.")]
-                        if len(psutil.Process(c.proc.pid).children()) == 2 else None, 10, what="two siblings")
-        assert sorted(p.name() for p in siblings) == ["mdw:api.1", "mdw:api.2"]
-        assert all(os.getpgid(p.pid) == os.getpgid(c.proc.pid) for p in siblings)  # the supervisor's kill reaches them
+        manager, serving = http_tree(c, 3)
+        group = os.getpgid(c.proc.pid)
+        assert {os.getpgid(p.pid) for p in [manager, *serving]} == {group}  # the supervisor's kill reaches them
+        for p in serving:
+            ports = {conn.laddr.port for conn in p.net_connections("tcp") if conn.status == psutil.CONN_LISTEN}
+            assert ports == {port}
         for _ in range(20):
             assert fetch(f"http://127.0.0.1:{port}/api/last_update")[0] == 200
-        siblings[0].kill()
+        serving[0].kill()
         assert c.proc.wait(15) == EXIT_SERVER_DIED
-        assert "has ended; exiting so the supervisor restarts the API" in c.stderr()
-        poll(lambda: not psutil.pid_exists(siblings[1].pid) or siblings[1].status() == psutil.STATUS_ZOMBIE, 5,
-             what="the other sibling to die with its parent")
+        assert "has ended (exit code 1); exiting so the supervisor restarts the API" in c.stderr()
+        poll(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in [manager, *serving]), 5,
+             what="the rest of the HTTP server to die with the API worker")
+
+
+def test_a_frozen_http_server_gets_no_more_beats(child, tmp_path):
+    with FakeControl(tmp_path / "state" / "mdwd.sock", rows=[worker_row("api", interval=1.0)]):
+        c = child(self_check_interval=0.2, processes=2)
+        manager, serving = http_tree(c, 2)
+        poll(lambda: len(c.beats()) >= 2, 15, what="beats while the server answers")
+        for p in [manager, *serving]:
+            p.suspend()
+        before = len(c.beats())
+        poll(lambda: [m for m in c.read_messages() if m["t"] == "cycle" and not m["ok"]], 15,
+             what="a failed self-check cycle")
+        failed = next(m for m in c.messages if m["t"] == "cycle" and not m["ok"])
+        assert "timed out" in failed["error"]
+        assert len(c.beats()) <= before + 1  # at most one check was already in flight when they froze
+        assert c.proc.poll() is None  # the worker keeps checking; the supervisor's heartbeat timeout kills it
