@@ -14,12 +14,14 @@ read-only; and WatchdogSec=3 instead of 30, for speed. The supervisor runs a tes
 config of `faulty` workers with fast timeouts, one of them importing pandas, so
 numpy and pandas run under MemoryDenyWriteExecute and the system call filter.
 """
+import json
 import os
 import re
 import shutil
 import signal
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -281,6 +283,28 @@ def test_hardening_leaves_mdwd_everything_it_needs(boot):
     assert journal.count(": ok") == PROBE_CHECKS, journal
     machine.systemctl("stop", PROBE)
     assert machine.show(PROBE, "Result")["Result"] == "success"
+
+
+def test_the_api_serves_from_inside_the_sandbox_with_the_env_files_token(boot):
+    """granian's processes start, listen and answer under the unit's seccomp filter and W^X memory."""
+    tables = configs.tables({"steady": healthy(), "api": {"kind": "api", "interval": 1.0}}, **SUPERVISOR)
+    tables["api"] = {"port": 0, "processes": 2, "threads": 2}
+    machine = boot(config_text=configs.to_toml(tables))
+    start(machine)
+    wait_status(machine, "2/2 healthy")  # the api worker beats only after answering a request to itself
+    serving = r"serving the API on 127\.0\.0\.1:(\d+)"
+    port = int(re.search(serving, wait_journal(machine, SERVICE, serving)).group(1))
+    names = [p["name"] for p in machine.processes()]
+    assert names.count("mdw:api.http") == 3, names  # granian's manager and its two serving processes
+    base = f"http://127.0.0.1:{port}"  # the machine shares the host's network
+    with urllib.request.urlopen(f"{base}/health", timeout=10) as response:
+        assert response.status == 200 and json.loads(response.read()) == {"status": "healthy"}
+    restart = urllib.request.Request(f"{base}/api/workers/steady/restart", method="POST",
+                                     headers={"Authorization": f"Bearer {API_TOKEN}"})
+    with urllib.request.urlopen(restart, timeout=10) as response:
+        assert response.status == 202  # the token came from EnvironmentFile=
+    wait_journal(machine, SERVICE, r"steady: pid \d+ ended: SIGTERM \(manual: restart requested\)")
+    assert machine.show(SERVICE, "NRestarts")["NRestarts"] == "0"
 
 
 def host_pip_environment(machine):
