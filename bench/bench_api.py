@@ -1,40 +1,41 @@
-"""HTTP API throughput: our app on waitress against the same app on Bottle's default server.
+"""HTTP API throughput: our app as the api worker serves it (granian) against Bottle's default server.
 
 Both servers run at the same time as separate processes on 127.0.0.1 over
 one store filled with realistic data (150 watchlist rows, 400 whale flows of
 the last hours, 150 rows per scanner); `wrk --latency` with 32 connections
 for 20 s hits /api/last_update and /api/whale_flows?limit=100 on each in turn.
 The app is identical in both (create_app with the worker's 1 s response
-cache); only the server differs: waitress run by the api worker's own code
-with the [api] defaults (2 processes on one socket, 8 threads each), and
-`bottle.run(server="wsgiref")`, single-threaded. No supervisor
-runs, so the status source takes its "unreachable" path (one failed connect
-per second) and staleness uses the fallback limits.
+cache); only the server differs: granian started by the api worker's own code
+(api/worker.py, api/server.py) with the [api] defaults (2 serving processes on
+one port, 4 threads each), and `bottle.run(server="wsgiref")`,
+single-threaded. No supervisor runs, so the status source takes its
+"unreachable" path (one failed connect per second) and staleness uses the
+fallback limits.
 
-Targets, per endpoint: waitress >= 5x the requests/s of Bottle's default
-server, and waitress p99 latency <= 25 ms. If cheroot is importable (it is not
-a dependency) the same app on cheroot's WSGI server is measured too, for
+Targets, per endpoint: ours >= 5x the requests/s of Bottle's default server,
+and our p99 latency <= 25 ms. waitress and cheroot (not dependencies) are
+measured too when importable, one process each with the same threads, for
 comparison only.
 
-What we found on the 2-core development box, see also the report printed at
-the end:
-- Our app is not the bottleneck: with the 1 s response cache a hit costs
-  ~12 us in-process (the cache sits in front of Bottle's router), an uncached
-  /api/whale_flows?limit=100 ~2-3 ms (mostly the store's row conversion), so
-  under wrk the app is < 5 % of the server's samples (py-spy). The rest is
-  waitress itself: socket send/recv, handing each request to a thread and
-  back, the trigger pipe that wakes its loop, all under one GIL.
-- One waitress process tops out at ~2,700-3,800 requests/s here with a p99
-  of 20-100 ms (GIL contention between its threads). Two processes serving
-  one listening socket (the api worker's `processes = 2`) reach ~6,000-7,000
-  requests/s with a p99 of ~12-19 ms.
+What we found on the 2-core development box (wrk shares the two cores):
+- The app is cheap: a response-cache hit costs ~12 us in-process (the cache
+  sits in front of Bottle's router), an uncached /api/whale_flows?limit=100
+  ~2-3 ms (mostly the store's row conversion). What limits a Python server
+  here is its own per-request work under the GIL.
 - Bottle's wsgiref server is single-threaded and closes every connection,
-  yet with responses this cheap it answers ~1,100-2,500 requests/s; its p99
-  is ~0.5-1.2 s because connections queue on its backlog of 5 (SYN retries).
-  So the p99 target is met by a wide margin, but 5x its requests/s would be
-  ~11,000 requests/s from Python on the one core wrk leaves free: out of
-  reach for any pure-Python threaded server on this box. cheroot (8 threads,
-  one process) did no better than one waitress process.
+  yet with responses this cheap it answers ~1,100-3,000 requests/s (it varies
+  from run to run: connections queue on its backlog of 5 and wait out SYN
+  retries, which is also why its p99 is ~0.5-1.2 s).
+- waitress, which served the API first, topped out at ~3,900 requests/s in one
+  process and ~5,700-6,900 in two sharing a socket, with a p99 of 12-30 ms
+  (its Python event loop hands every request to a thread and back): 2.4-4.3x
+  Bottle's server, short of 5x. cheroot did no better than one waitress
+  process. A bare hello-world app gave the same ceilings, so no change to our
+  app could have closed the gap.
+- granian parses HTTP and drives the sockets in Rust and calls the app from
+  its Python threads: ~32,000 requests/s on /api/last_update and ~24,000 on
+  /api/whale_flows?limit=100 in two processes, p99 2-5 ms, whatever the thread
+  count (1, 2 or 8).
 
 wrk comes from the Debian package `wrk`; if it is missing the benchmark
 installs it with `apt-get install -y wrk` (as root), or says how to.
@@ -58,13 +59,11 @@ import urllib.request
 from bench.common import work_dir
 
 ENDPOINTS = ("/api/last_update", "/api/whale_flows?limit=100")
-SERVERS = ("waitress", "wsgiref")
-OPTIONAL_SERVERS = ("cheroot",)  # measured when importable
+OURS = "granian"
+SERVERS = (OURS, "wsgiref")
+OPTIONAL_SERVERS = ("waitress", "cheroot")  # measured when importable, for comparison only
 TARGET_RATIO = 5.0
 TARGET_P99_MS = 25.0
-THREADS = 8  # the [api] defaults
-PROCESSES = 2
-CACHE_TTL_S = 1.0  # as api/worker.py
 
 
 # -- the store --------------------------------------------------------------
@@ -107,26 +106,17 @@ def fill_store(state_dir, seed=7):
 def serve(kind, state_dir, port):
     """Child process: serve the app with `kind` until killed."""
     import logging
+    from types import SimpleNamespace
 
     import bottle
 
-    from api.app import create_app
-    from api.status import StatusSource
-    from supervisor.control_client import ControlClient, socket_path
-    from workers.store import StoreReader
+    from api.worker import DEFAULTS, ApiWorker
 
     logging.basicConfig(level=logging.WARNING)
-    reader = StoreReader(state_dir)
-    status = StatusSource(ControlClient(socket_path(state_dir, environ={}), timeout=2.0), ttl=1.0)
-    app = create_app(reader, status, token="", cache_ttl=CACHE_TTL_S)
-    if kind == "waitress":  # exactly as the api worker serves: PROCESSES processes on one socket
-        from types import SimpleNamespace
-
-        from api.worker import ApiWorker
-
-        section = {"host": "127.0.0.1", "port": port, "token": "", "threads": THREADS, "processes": PROCESSES}
-        spec = SimpleNamespace(name="api", interval=5.0, heartbeat_timeout=30.0, sections={"api": section})
-        worker = ApiWorker(SimpleNamespace(spec=spec, name="api", interval=5.0, state_dir=state_dir))
+    section = dict(DEFAULTS, host="127.0.0.1", port=port, token="")
+    spec = SimpleNamespace(name="api", interval=5.0, heartbeat_timeout=30.0, sections={"api": section})
+    worker = ApiWorker(SimpleNamespace(spec=spec, name="api", interval=5.0, state_dir=state_dir), environ={})
+    if kind == OURS:  # exactly as the api worker serves: granian, [api] processes and threads
         worker.open_store()
         worker.bind()
         print(f"PORT {worker.server.port}", flush=True)
@@ -134,13 +124,18 @@ def serve(kind, state_dir, port):
         while worker.server.alive:
             time.sleep(1)
         return 1
+    app = worker.make_app()  # the same app, the same store and status sources
     print(f"PORT {port}", flush=True)
-    if kind == "cheroot":
+    if kind == "waitress":
+        import waitress
+
+        waitress.serve(app, host="127.0.0.1", port=port, threads=DEFAULTS["threads"], _quiet=True)
+    elif kind == "cheroot":
         from cheroot import wsgi
 
-        wsgi.Server(("127.0.0.1", port), app, numthreads=THREADS).safe_start()
-        return 0
-    bottle.run(app, server="wsgiref", host="127.0.0.1", port=port, quiet=True)
+        wsgi.Server(("127.0.0.1", port), app, numthreads=DEFAULTS["threads"]).safe_start()
+    else:
+        bottle.run(app, server="wsgiref", host="127.0.0.1", port=port, quiet=True)
     return 0
 
 
@@ -151,7 +146,7 @@ def free_port():
 
 
 def start_server(kind, state_dir):
-    port = 0 if kind == "waitress" else free_port()
+    port = 0 if kind == OURS else free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bench.bench_api", "--serve", kind, "--state", state_dir,
                              "--port", str(port)], stdout=subprocess.PIPE, text=True, start_new_session=True)
     line = proc.stdout.readline()
@@ -247,10 +242,13 @@ def main(argv=None) -> int:
     if wrk is None:
         return 2
     kinds = SERVERS + tuple(k for k in OPTIONAL_SERVERS if importlib.util.find_spec(k) is not None)
+    from api.worker import DEFAULTS, RESPONSE_CACHE_TTL_S
+
+    extra = [k for k in kinds if k in OPTIONAL_SERVERS]
     print(f"{os.cpu_count()} CPUs; wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s --latency; "
-          f"waitress ({PROCESSES} processes x {THREADS} threads, as the api worker runs) vs bottle.run(server='wsgiref')"
-          f"{' and cheroot' if 'cheroot' in kinds else ''}; response cache {CACHE_TTL_S:g}s",
-          flush=True)
+          f"{OURS} ({DEFAULTS['processes']} processes x {DEFAULTS['threads']} threads, as the api worker runs) "
+          f"vs bottle.run(server='wsgiref'){''.join(f' and {k} (1 process, comparison only)' for k in extra)}; "
+          f"response cache {RESPONSE_CACHE_TTL_S:g}s", flush=True)
     results = {}
     with work_dir("api") as directory:
         state_dir = os.path.join(directory, "state")
@@ -272,21 +270,22 @@ def main(argv=None) -> int:
                 stop_server(proc)
     missed = []
     for endpoint in ENDPOINTS:
-        if (endpoint, "cheroot") in results:
-            cheroot = results[endpoint, "cheroot"]
-            print(f"{endpoint:28} cheroot/wsgiref: {cheroot['rps'] / results[endpoint, 'wsgiref']['rps']:.1f}x "
-                  f"requests/s, p99 {cheroot['p99']:.2f} ms (comparison only)")
-        ours, bottle_default = results[endpoint, "waitress"], results[endpoint, "wsgiref"]
+        for kind in OPTIONAL_SERVERS:
+            if (endpoint, kind) in results:
+                other = results[endpoint, kind]
+                print(f"{endpoint:28} {kind}/wsgiref: {other['rps'] / results[endpoint, 'wsgiref']['rps']:.1f}x "
+                      f"requests/s, p99 {other['p99']:.2f} ms (comparison only)")
+        ours, bottle_default = results[endpoint, OURS], results[endpoint, "wsgiref"]
         ratio = ours["rps"] / bottle_default["rps"] if bottle_default["rps"] else float("inf")
         p99_ratio = bottle_default["p99"] / ours["p99"] if ours["p99"] else float("inf")
-        print(f"{endpoint:28} waitress/wsgiref: {ratio:.1f}x requests/s (target >= {TARGET_RATIO:g}x), "
+        print(f"{endpoint:28} {OURS}/wsgiref: {ratio:.1f}x requests/s (target >= {TARGET_RATIO:g}x), "
               f"p99 {ours['p99']:.2f} ms (target <= {TARGET_P99_MS:g} ms), wsgiref p99 {p99_ratio:.1f}x ours")
         if ratio < TARGET_RATIO:
             missed.append(f"{endpoint}: {ratio:.1f}x < {TARGET_RATIO:g}x")
         if ours["p99"] > TARGET_P99_MS:
             missed.append(f"{endpoint}: p99 {ours['p99']:.2f} ms > {TARGET_P99_MS:g} ms")
         if ours["errors"]:
-            missed.append(f"{endpoint}: {ours['errors']} errors on waitress")
+            missed.append(f"{endpoint}: {ours['errors']} errors on {OURS}")
     print("targets met" if not missed else "targets missed: " + "; ".join(missed))
     return 0 if not missed else 1
 
