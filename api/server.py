@@ -34,6 +34,7 @@ real HTTP request with a short timeout, returning what was wrong or None.
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import logging
 import os
@@ -148,10 +149,13 @@ class ServerProcess:
             self._become_member(manager)
             return self.app_factory()
 
+        # With setproctitle installed (granian's optional "pname" extra) granian retitles its processes
+        # itself, and would otherwise replace our names with "granian wsgi ..."; without, it must not try.
+        title = f"mdw:{self.name}.http" if importlib.util.find_spec("setproctitle") else None
         server = Granian(
             target=f"mdw:{self.name}", address=host, port=port, interface=Interfaces.WSGI,
             workers=self.processes, blocking_threads=self.threads, http=HTTPModes.http1, websockets=False,
-            backlog=BACKLOG, log_dictconfig=GRANIAN_LOGGING, respawn_failed_workers=False)
+            backlog=BACKLOG, log_dictconfig=GRANIAN_LOGGING, respawn_failed_workers=False, process_name=title)
         server.serve(target_loader=load_app)
 
     def wait_until_listening(self, timeout: float) -> bool:
