@@ -190,18 +190,6 @@ class ServerProcess:
             return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
         return f"exit code {os.WEXITSTATUS(status)}"
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM granian's manager (it stops its serving processes), SIGKILL after `timeout`."""
-        if self.alive:
-            os.kill(self.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while self.alive and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if self.alive:
-                os.kill(self.pid, signal.SIGKILL)
-                self.exit_status = os.waitpid(self.pid, 0)[1]
-        self.reservation.close()
-
 
 def self_check(host: str, port: int, path: str, timeout: float) -> Optional[str]:
     """GET `path` from the server; None if it answered 200 with a JSON success, else what was wrong."""

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from typing import Optional
 
@@ -78,7 +77,6 @@ class ApiWorker:
             limits.append(float(heartbeat_timeout) / 3)
         self.period = max(0.05, min(limits))
         self.server: Optional[ServerProcess] = None
-        self.stopping = threading.Event()
 
     def open_store(self) -> None:
         """StoreError if the database cannot be opened or is newer than this code.
@@ -129,20 +127,18 @@ class ApiWorker:
         return False
 
     def serve_forever(self) -> int:
-        """Self-check every period until stopped; EXIT_SERVER_DIED if the HTTP server ended."""
-        while not self.stopping.is_set():
+        """Self-check every period for as long as the HTTP server runs; then EXIT_SERVER_DIED.
+
+        Nothing else ends this loop: the supervisor stops the API by signalling
+        the process group, which ends this process and the server's alike.
+        """
+        while True:
             if not self.server.alive:
                 log.error("the HTTP server process (pid %d) has ended (%s); exiting so the supervisor "
                           "restarts the API", self.server.pid, self.server.describe_exit())
                 return EXIT_SERVER_DIED
             self.run_once()
-            self.stopping.wait(self.period)
-        return 0
-
-    def close(self) -> None:
-        self.stopping.set()
-        if self.server is not None:
-            self.server.stop()
+            time.sleep(self.period)
 
 
 def run(ctx) -> None:
@@ -159,7 +155,6 @@ def run(ctx) -> None:
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s (check [api] host and port; is another process using the port?)",
                   host, port, getattr(exc, "strerror", None) or exc)
-        worker.close()
         raise SystemExit(EXIT_CANNOT_LISTEN)
     worker.start()
     raise SystemExit(worker.serve_forever())

@@ -77,7 +77,7 @@ def worker(tmp_path):
         thread.start()
         servers.append((httpd, thread))
         w.server = SimpleNamespace(host="127.0.0.1", port=httpd.server_port, alive=True, pid=1,
-                                   describe_exit=lambda: "exit code 1", stop=lambda: None)
+                                   describe_exit=lambda: "exit code 1")
         return w
 
     yield make
