@@ -53,7 +53,10 @@ class ControlClient:
         """Send one request; yield every answer line until the supervisor closes the connection."""
         sock = self._connect()
         try:
-            sock.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+            try:
+                sock.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # mdwd may answer at once and close (refused: another uid, too busy): read why
             buffer = b""
             while True:
                 try:

@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -156,11 +157,47 @@ def test_connection_from_another_uid_is_refused(tree):
     assert os.stat(path).st_mode & 0o777 == 0o600
     os.chmod(path, 0o666)  # let the other uid reach the socket itself, to see SO_PEERCRED refuse it
     # The test's directories are 0700: reach the socket through an O_PATH descriptor opened before setuid.
-    code = (f"import ctypes, os, socket; fd = os.open({path!r}, os.O_PATH); os.setgid(65534); os.setuid(65534); "
-            "ctypes.CDLL(None).prctl(4, 1, 0, 0, 0); s = socket.socket(socket.AF_UNIX); "
-            "s.connect(f'/proc/self/fd/{fd}'); s.sendall(b'{\"cmd\": \"status\"}\\n'); print(s.recv(4096).decode())")
+    # mdwd answers a refused client at once and closes, maybe before the request is sent: the client
+    # must still read why (ControlClient does).
+    # Everything is imported before setuid: the interpreter's own files may be unreadable to that uid.
+    code = (f"import ctypes, os; from supervisor.control_client import ControlClient; "
+            f"fd = os.open({path!r}, os.O_PATH); os.setgid(65534); os.setuid(65534); "
+            "ctypes.CDLL(None).prctl(4, 1, 0, 0, 0); "
+            "print(ControlClient(f'/proc/self/fd/{fd}', timeout=10).call('status'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert "uid 65534 may not control mdwd" in result.stdout, result.stderr
+
+
+def test_client_reads_a_refusal_sent_before_its_request(tmp_path):
+    """mdwd refuses some clients on accept and closes: even if that beats the request, the client says why."""
+    path = str(tmp_path / "refusing.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(1)
+    closed = threading.Event()
+
+    def refuse():
+        conn, _ = listener.accept()
+        conn.sendall(b'{"ok": false, "kind": "denied", "error": "uid 65534 may not control mdwd"}\n')
+        conn.close()
+        closed.set()
+
+    server = threading.Thread(target=refuse, daemon=True)
+    server.start()
+    client = ControlClient(path, timeout=5)
+    connect = client._connect
+
+    def connect_then_wait_for_the_close():  # the request goes out only after mdwd has closed
+        sock = connect()
+        assert closed.wait(5)
+        return sock
+
+    client._connect = connect_then_wait_for_the_close
+    try:
+        assert client.call("status") == {"ok": False, "kind": "denied", "error": "uid 65534 may not control mdwd"}
+    finally:
+        server.join(5)
+        listener.close()
 
 
 def test_second_supervisor_on_the_same_state_dir_refuses_to_start(tree, make_tree):
