@@ -28,8 +28,10 @@ SO_REUSEPORT, as granian's own listeners are. That finds a port in use
 port 0 into a real port, and keeps the port ours for as long as the API worker
 lives; a bound socket that does not listen takes no connections.
 
-`self_check(host, port, path, timeout)` is the worker's proof of life: one
-real HTTP request with a short timeout, returning what was wrong or None.
+`self_check(host, port, path, timeout, pids)` is the worker's proof of life:
+real HTTP requests with a short timeout, on new connections until each serving
+process has answered (the app names the one that answered in a response
+header, see `served_by`), returning what was wrong or None.
 """
 from __future__ import annotations
 
@@ -45,12 +47,16 @@ from typing import Callable, Optional
 
 from supervisor import linux
 
-__all__ = ["ServerProcess", "reserve", "self_check", "loopback_host", "EXIT_SERVER_FAILED"]
+__all__ = ["ServerProcess", "reserve", "self_check", "served_by", "loopback_host", "SERVED_BY",
+           "EXIT_SERVER_FAILED"]
 
 log = logging.getLogger("api.server")
 
 EXIT_SERVER_FAILED = 1
 BACKLOG = 1024
+SERVED_BY = "X-MDW-Served-By"  # response header: the pid of the serving process (see self_check)
+SWEEP_ASKS_PER_PROCESS = 16
+SWEEP_TIMEOUTS = 3
 # granian logs through "_granian" (and access lines through "granian.access", off here). Hand its
 # records to the root handler like every other logger, instead of the stdout handler it would install.
 GRANIAN_LOGGING = {
@@ -158,18 +164,26 @@ class ServerProcess:
             backlog=BACKLOG, log_dictconfig=GRANIAN_LOGGING, respawn_failed_workers=False, process_name=title)
         server.serve(target_loader=load_app)
 
-    def wait_until_listening(self, timeout: float) -> bool:
-        """Whether a connection to the address succeeds within `timeout` while the server runs."""
+    def wait_until_answering(self, path: str, timeout: float) -> Optional[str]:
+        """Wait until all `processes` serving processes answer `path` well; None, or the last problem."""
         deadline = time.monotonic() + timeout
-        while self.alive:
-            try:
-                socket.create_connection((self.host, self.port), timeout=1.0).close()
-                return True
-            except OSError:
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(0.02)
-        return False
+        while True:
+            pids = self.serving_pids()
+            if not self.alive:
+                return f"the HTTP server ended ({self.describe_exit()})"
+            if len(pids) < self.processes:
+                problem = f"{len(pids)} of {self.processes} serving processes started"
+            else:
+                problem = self_check(self.host, self.port, path, 1.0, pids)
+                if problem is None:
+                    return None
+            if time.monotonic() >= deadline:
+                return problem
+            time.sleep(0.02)
+
+    def serving_pids(self) -> list[int]:
+        """The pids of granian's serving processes (its manager's children), [] if it is gone."""
+        return linux.children(self.pid) if self.pid else []
 
     @property
     def alive(self) -> bool:
@@ -191,20 +205,62 @@ class ServerProcess:
         return f"exit code {os.WEXITSTATUS(status)}"
 
 
-def self_check(host: str, port: int, path: str, timeout: float) -> Optional[str]:
-    """GET `path` from the server; None if it answered 200 with a JSON success, else what was wrong."""
+def served_by(app: Callable, pid: int) -> Callable:
+    """`app`, answering every request with the header SERVED_BY naming the serving process."""
+    header = (SERVED_BY, str(pid))
+
+    def answering(environ, start_response):
+        def start(status, headers, exc_info=None):
+            return start_response(status, [*headers, header], exc_info)
+        return app(environ, start)
+
+    return answering
+
+
+def ask(host: str, port: int, path: str, timeout: float) -> tuple[Optional[str], Optional[int]]:
+    """GET `path` on a new connection: (what was wrong or None if a 200 JSON success, the serving pid)."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", path, headers={"User-Agent": "mdw-api-self-check"})
         response = conn.getresponse()
         body = response.read(1 << 20)
+        served = response.getheader(SERVED_BY, "")
+        pid = int(served) if served.isdigit() else None
         if response.status != 200:
-            return f"GET {path} answered {response.status}: {body[:200]!r}"
+            return f"GET {path} answered {response.status}: {body[:200]!r}", pid
         answer = json.loads(body)
         if not isinstance(answer, dict) or answer.get("success") is not True:
-            return f"GET {path} answered 200 without success: {body[:200]!r}"
-        return None
+            return f"GET {path} answered 200 without success: {body[:200]!r}", pid
+        return None, pid
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        return f"GET {path} on {host}:{port} failed: {type(exc).__name__}: {exc}"
+        return f"GET {path} on {host}:{port} failed: {type(exc).__name__}: {exc}", None
     finally:
         conn.close()
+
+
+def self_check(host: str, port: int, path: str, timeout: float, pids=()) -> Optional[str]:
+    """Ask until every serving process in `pids` has answered well; what was wrong, or None.
+
+    The kernel hands each new connection to one of the processes sharing the
+    port, so one wedged process among healthy ones would fail only some
+    requests: a check that asked once could miss it. Asking on new connections
+    until every pid has answered (SERVED_BY), each request within `timeout` and
+    all within SWEEP_TIMEOUTS x `timeout`, finds it: a request that lands on it
+    times out, and a pid never heard from in SWEEP_ASKS_PER_PROCESS requests
+    per process is reported (by chance that happens with p < 1e-9 for 2).
+    With no `pids`, one good answer is enough.
+    """
+    missing = set(pids)
+    deadline = time.monotonic() + SWEEP_TIMEOUTS * timeout
+    for _ in range(max(1, SWEEP_ASKS_PER_PROCESS * len(missing))):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        problem, pid = ask(host, port, path, min(timeout, remaining))
+        if problem is not None:
+            return problem
+        missing.discard(pid)
+        if not missing:
+            return None
+    return (f"serving process{'es' if len(missing) > 1 else ''} {', '.join(map(str, sorted(missing)))} "
+            f"did not answer GET {path} (the others did)")

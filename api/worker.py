@@ -9,7 +9,9 @@ every `period` seconds, asks the server for GET /api/last_update over loopback
 (timeout SELF_CHECK_TIMEOUT_S): a 200 with a JSON success means the server,
 its threads and the store all work (the answer may come from the 1 s response
 cache when a client asked the same URL just before, which itself read the
-store), and only then does the loop beat and report a good cycle. Otherwise it
+store), and only then does the loop beat and report a good cycle. It asks on
+new connections until each serving process has answered (api/server.py
+self_check), so one wedged process among healthy ones is found too. Otherwise it
 reports a failed cycle and does NOT beat, so a wedged server goes silent and
 the supervisor kills the whole group. Nothing beats from anywhere else, and
 the wait between checks does not beat either (ctx.idle would).
@@ -35,7 +37,7 @@ from supervisor.control_client import ControlClient, socket_path
 from workers.store import StoreError, StoreReader
 
 from .app import create_app
-from .server import ServerProcess, reserve, self_check
+from .server import ServerProcess, reserve, self_check, served_by
 from .status import StatusSource
 
 __all__ = ["run", "ApiWorker", "settings_from", "EXIT_CANNOT_LISTEN", "EXIT_STORE", "EXIT_SERVER_DIED"]
@@ -100,23 +102,25 @@ class ApiWorker:
         status = StatusSource(ControlClient(socket_path(self.ctx.state_dir), timeout=CONTROL_TIMEOUT_S),
                               ttl=STATUS_TTL_S, failure_ttl=STATUS_FAILURE_TTL_S,
                               stale_overrides=self.settings.get("stale_after"))
-        return create_app(reader, status, token=self.settings["token"], cache_ttl=RESPONSE_CACHE_TTL_S)
+        app = create_app(reader, status, token=self.settings["token"], cache_ttl=RESPONSE_CACHE_TTL_S)
+        return served_by(app, os.getpid())
 
     def start(self) -> None:
-        """Fork the HTTP server and wait (up to STARTUP_TIMEOUT_S) until it accepts connections."""
+        """Fork the HTTP server and wait (up to STARTUP_TIMEOUT_S) until every serving process answers."""
         self.server.start()
-        if not self.server.wait_until_listening(STARTUP_TIMEOUT_S) and self.server.alive:
-            log.warning("the HTTP server does not accept connections after %gs; the self-checks will say why",
-                        STARTUP_TIMEOUT_S)
+        problem = self.server.wait_until_answering(SELF_CHECK_PATH, STARTUP_TIMEOUT_S)
+        if problem is not None:
+            log.warning("the HTTP server is not answering %gs after its start: %s", STARTUP_TIMEOUT_S, problem)
         where = ", ".join(f"{h}:{p}" for h, p in self.server.addresses)
         log.info("serving the API on %s with granian, %d processes x %d threads (mutating endpoints %s); "
                  "self-check every %gs", where, int(self.settings["processes"]), int(self.settings["threads"]),
                  "enabled" if self.settings["token"] else "disabled: no token", self.period)
 
     def run_once(self) -> bool:
-        """Ask the server over loopback; beat and report a good cycle only if it answered well."""
+        """Ask every serving process over loopback; beat and report a good cycle only if all answered well."""
         started = time.monotonic()
-        problem = self_check(self.server.host, self.server.port, SELF_CHECK_PATH, SELF_CHECK_TIMEOUT_S)
+        problem = self_check(self.server.host, self.server.port, SELF_CHECK_PATH, SELF_CHECK_TIMEOUT_S,
+                             self.server.serving_pids())
         duration = time.monotonic() - started
         if problem is None:
             self.ctx.beat("self-check", SELF_CHECK_PATH)

@@ -156,12 +156,11 @@ class PosixHost:
             try:
                 with open(f"/proc/{current}/statm", "rb") as f:
                     total += int(f.read().split()[1]) * PAGE_SIZE
-                for task in os.listdir(f"/proc/{current}/task"):
-                    with open(f"/proc/{current}/task/{task}/children", "rb") as f:
-                        stack.extend(int(child) for child in f.read().split())
             except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
                 if current == pid:
                     return None
+                continue
+            stack.extend(linux.children(current))
         return total / 2**20
 
     @staticmethod

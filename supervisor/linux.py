@@ -1,4 +1,4 @@
-"""The few Linux prctl(2) calls the supervisor needs, through ctypes."""
+"""The few Linux-only calls the supervisor needs: prctl(2) through ctypes, and /proc."""
 import ctypes
 import os
 
@@ -34,3 +34,19 @@ def set_process_name(name):
     if _libc.prctl(PR_SET_NAME, ctypes.cast(buf, ctypes.c_void_p).value, 0, 0, 0) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, os.strerror(errno))
+
+
+def children(pid):
+    """The pids of a process's children, from /proc/PID/task/TID/children; [] if it is gone.
+
+    Reads only that process's own files, rather than scanning every process
+    on the machine as psutil's children() does.
+    """
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+                found.extend(int(child) for child in f.read().split())
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return found

@@ -26,7 +26,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import psutil
 import pytest
 
-from api.server import reserve, self_check
+from api.server import SERVED_BY, reserve, self_check
 from api.worker import EXIT_CANNOT_LISTEN, EXIT_SERVER_DIED, ApiWorker, settings_from
 from supervisor.protocol import MessageDecoder
 from tests.fake_control import FakeControl, worker_row
@@ -77,7 +77,8 @@ def worker(tmp_path):
         thread.start()
         servers.append((httpd, thread))
         w.server = SimpleNamespace(host="127.0.0.1", port=httpd.server_port, alive=True, pid=1,
-                                   describe_exit=lambda: "exit code 1")
+                                   describe_exit=lambda: "exit code 1", pids=[os.getpid()])
+        w.server.serving_pids = lambda: w.server.pids
         return w
 
     yield make
@@ -102,6 +103,45 @@ def test_a_good_self_check_beats_and_reports_a_good_cycle(worker):
     assert w.run_once() is True
     assert w.ctx.beats == [("self-check", "/api/last_update")]
     assert w.ctx.cycles == [(True, None)]
+
+
+def test_every_answer_names_the_process_that_served_it(worker):
+    w = worker()
+    for path in ("/api/last_update", "/api/nothing-here", "/health"):
+        request = urllib.request.Request(f"http://127.0.0.1:{w.server.port}{path}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                headers = response.headers
+        except urllib.error.HTTPError as error:
+            headers = error.headers
+        assert headers[SERVED_BY] == str(os.getpid()), path
+
+
+def test_a_serving_process_that_never_answers_fails_the_check(worker):
+    w = worker()
+    w.server.pids = [os.getpid(), 2**22 + 1]  # the second one never answers (no such process)
+    assert w.run_once() is False
+    assert w.ctx.beats == []
+    ok, error = w.ctx.cycles[-1]
+    assert ok is False and error == f"serving process {2**22 + 1} did not answer GET /api/last_update (the others did)"
+
+
+def test_an_answer_without_the_process_header_does_not_count_for_a_process():
+    def anonymous_app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"success": true}']
+
+    httpd = make_server("127.0.0.1", 0, anonymous_app, handler_class=_Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        assert self_check("127.0.0.1", httpd.server_port, "/api/last_update", 2.0) is None  # no pids: any answer
+        problem = self_check("127.0.0.1", httpd.server_port, "/api/last_update", 2.0, [os.getpid()])
+        assert problem == f"serving process {os.getpid()} did not answer GET /api/last_update (the others did)"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
 
 
 def test_a_server_that_does_not_answer_gets_no_beat(worker):
@@ -346,3 +386,22 @@ def test_a_frozen_http_server_gets_no_more_beats(child, tmp_path):
         assert "timed out" in failed["error"]
         assert len(c.beats()) <= before + 1  # at most one check was already in flight when they froze
         assert c.proc.poll() is None  # the worker keeps checking; the supervisor's heartbeat timeout kills it
+
+
+def test_one_frozen_serving_process_among_healthy_ones_stops_the_beats(child, tmp_path):
+    with FakeControl(tmp_path / "state" / "mdwd.sock", rows=[worker_row("api", interval=1.0)]):
+        c = child(self_check_interval=0.2, processes=2)
+        port = poll(c.port, 15, what=lambda: f"the serving line in:\n{c.stderr()}")
+        _, serving = http_tree(c, 2)
+        poll(lambda: len(c.beats()) >= 2, 15, what="beats while the server answers")
+        serving[0].suspend()  # the other keeps answering: a single request would often still succeed
+        seen = len(c.read_messages())
+        failed = poll(lambda: [m for m in c.read_messages()[seen:] if m["t"] == "cycle" and not m["ok"]],
+                      15, what="a failed self-check cycle")
+        assert f"GET /api/last_update on 127.0.0.1:{port} failed: TimeoutError" in failed[0]["error"] \
+            or failed[0]["error"] == f"serving process {serving[0].pid} did not answer GET /api/last_update " \
+                                     "(the others did)"
+        beats_then = len(c.beats())
+        poll(lambda: len([m for m in c.read_messages() if m["t"] == "cycle" and not m["ok"]]) >= 3, 20,
+             what="two more failed cycles")
+        assert len(c.beats()) == beats_then  # no beat while one serving process is frozen
