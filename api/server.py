@@ -97,7 +97,7 @@ class ServerProcess:
     def __init__(self, app_factory: Callable[[], Callable], reservation: socket.socket, name: str,
                  processes: int, threads: int):
         self.app_factory = app_factory
-        self.reservation = reservation
+        self.reservation = reservation  # held open for as long as this process lives: the port stays ours
         self.name = name
         self.processes = processes
         self.threads = threads
@@ -113,10 +113,6 @@ class ServerProcess:
     @property
     def port(self) -> int:
         return self.addresses[0][1]
-
-    def url(self, path: str) -> str:
-        host = self.host
-        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}{path}"
 
     def start(self) -> None:
         """Fork granian's manager; call before this process starts any thread."""
