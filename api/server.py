@@ -46,6 +46,7 @@ import time
 from typing import Callable, Optional
 
 from supervisor import linux
+from supervisor.worker import signal_name
 
 __all__ = ["ServerProcess", "reserve", "self_check", "served_by", "loopback_host", "SERVED_BY",
            "EXIT_SERVER_FAILED"]
@@ -196,9 +197,9 @@ class ServerProcess:
         status = self.exit_status
         if status is None:
             return "still running" if self.pid else "never started"
-        if os.WIFSIGNALED(status):
-            return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-        return f"exit code {os.WEXITSTATUS(status)}"
+        code = os.waitstatus_to_exitcode(status)
+        killed_by = signal_name(code)
+        return f"killed by {killed_by}" if killed_by else f"exit code {code}"
 
 
 def served_by(app: Callable, pid: int) -> Callable:

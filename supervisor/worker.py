@@ -38,6 +38,17 @@ class CycleHistogram:
                 "sum": round(self.sum, 6), "count": self.counts[-1]}
 
 
+def signal_name(code):
+    """The name of the signal that ended a process, from its exit code as
+    os.waitstatus_to_exitcode gives it (negative for a signal); None if it exited."""
+    if code is not None and code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return None
+
+
 class Exit:
     """How one incarnation ended."""
 
@@ -50,12 +61,7 @@ class Exit:
 
     @property
     def signal_name(self):
-        if self.code is not None and self.code < 0:
-            try:
-                return signal.Signals(-self.code).name
-            except ValueError:
-                return f"signal {-self.code}"
-        return None
+        return signal_name(self.code)
 
     def describe(self):
         how = self.signal_name or f"exit {self.code}"
