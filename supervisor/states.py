@@ -41,7 +41,6 @@ PROCESS_STATES = frozenset({S.STARTING, S.RUNNING, S.STOPPING})
 RUNNING_STATES = frozenset({S.STARTING, S.RUNNING})
 # No process; waiting for the backoff delay before the next spawn.
 WAITING_STATES = frozenset({S.BACKOFF, S.FLAPPING})
-STOPPED_STATES = frozenset({S.STOPPED})
 
 ALLOWED_TRANSITIONS = {
     S.STOPPED: frozenset({S.STARTING}),

@@ -77,7 +77,6 @@ class Worker:
         self.spec = spec
         self.rng = rng
         self.state = S.STOPPED
-        self.state_since = now
         self.wanted = True  # should a process be running?
         self.removed = False  # dropped from the config on reload; forgotten once stopped
         self.pid = None
@@ -117,7 +116,6 @@ class Worker:
     def _transition(self, new, now):
         check_transition(self.state, new)
         self.state = new
-        self.state_since = now
         if new in WAITING_STATES:
             self.backoff_s = backoff_delay(
                 self.consecutive_failures, self.spec.backoff_initial, self.spec.backoff_max, self.rng)

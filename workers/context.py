@@ -26,7 +26,6 @@ class WorkerContext:
         # (phase, item) the previous incarnation was stuck on when it was killed, or None.
         self.handed_over = tuple(handed_over) if handed_over else None
         self._fd = heartbeat_fd
-        self.beats_dropped = 0
         # Beat at least this often while idle, so that waiting between cycles never looks hung.
         self.idle_beat_every = max(0.01, min(spec.interval, spec.heartbeat_timeout / 3))
 
@@ -54,7 +53,7 @@ class WorkerContext:
         try:
             os.write(self._fd, data)  # < PIPE_BUF: atomic, all or nothing
         except BlockingIOError:
-            self.beats_dropped += 1  # the supervisor is not reading; it will see us as silent
+            pass  # the pipe is full: the supervisor is not reading, and will see us as silent
         except OSError as e:
             if e.errno in (errno.EPIPE, errno.EBADF):
                 log.error("heartbeat pipe closed: the supervisor is gone; exiting")
