@@ -71,8 +71,12 @@ def cmd_stop(supervisor, request):
 
 
 def cmd_restart(supervisor, request):
-    for worker in _workers(supervisor, request, empty_means_all=False):
-        supervisor.restart_on_request(worker)
+    """Restart workers; those named in `last` only once the others run again (the API restarting itself)."""
+    workers = _workers(supervisor, request, empty_means_all=False)
+    last = request.get("last") or []
+    if not isinstance(last, list) or not all(isinstance(n, str) for n in last):
+        raise CommandError("usage", "'last' must be a list of worker names")
+    supervisor.restart_on_request(workers, last=frozenset(last))
     return {"ok": True}, None
 
 

@@ -14,7 +14,7 @@ import signal
 from supervisor import config as config_module
 from supervisor import protocol, status
 from supervisor.logs import ChildOutput
-from supervisor.states import PROCESS_STATES, RUNNING_STATES, WAITING_STATES, StopReason, WorkerState
+from supervisor.states import RUNNING_STATES, STOPPING_STATES, WAITING_STATES, StopReason, WorkerState
 from supervisor.worker import Worker
 
 log = logging.getLogger("mdwd")
@@ -24,6 +24,8 @@ RSS_CHECK_EVERY = 1.0
 HEARTBEAT_READ_LIMIT = 64 * 1024
 DUPLICATE_SIGNAL_WINDOW = 0.5  # a second SIGINT sooner than this is the same Ctrl-C delivered twice
 LOG_READ_LIMIT = 1024 * 1024  # per pass and child; a flood beyond it waits, blocked, in its own pipe
+LEFTOVER_TIMEOUT = 2.0  # at exit, how long to wait for killed orphans to be reaped
+DEFERRED_RESTART_LIMIT = 60.0  # a worker asked to restart last waits at most this long for the others
 
 
 class Channel:
@@ -50,6 +52,7 @@ class Supervisor:
         self.failures = collections.deque()  # monotonic times of failed exits, for escalation
         self.escalated = False
         self.started_at = now
+        self.deferred_restarts = {}  # name -> when to restart it anyway: the workers asked to restart last
 
     # -- the loop ----------------------------------------------------------
 
@@ -63,13 +66,21 @@ class Supervisor:
         except Exception:
             log.critical("supervisor loop failed; killing every child", exc_info=True)
             self.kill_all_now()
+            self.reap_leftovers()
             return 1
         finally:
             if self.control:
                 self.control.close()
+        self.reap_leftovers()
         self.log_summary()
         log.info("all children stopped; exiting")
+        self.host.flush_log()
         return 0
+
+    def reap_leftovers(self):
+        """Before exiting: kill and reap every process still our child (orphans we adopted as subreaper)."""
+        for pid, wait_status in self.host.reap_leftovers(LEFTOVER_TIMEOUT):
+            log.info("reaped pid %d at exit (%s)", pid, "an orphaned descendant" if pid not in self.by_pid else "a worker")
 
     @property
     def finished(self):
@@ -110,27 +121,33 @@ class Supervisor:
             self.control.check_idle(self.host.now())
 
     def read_channel(self, channel):
-        limit = HEARTBEAT_READ_LIMIT if channel.kind == "heartbeat" else LOG_READ_LIMIT
-        data = self.host.read(channel.fd, limit)
-        if data is None:
-            return
-        now = self.host.now()
-        if channel.kind == "log":
-            self.host.write_log((channel.reader.feed(data, now) if data else channel.reader.close(now)).encode())
-        elif data:
-            self.read_heartbeats(channel, data, now)
-        if not data:  # EOF: the child is exiting (or closed the pipe); the reap follows
-            self.close_channel(channel)
+        """Read one pipe of a child. Whatever its bytes do, they cost that channel and its worker only."""
+        try:
+            limit = HEARTBEAT_READ_LIMIT if channel.kind == "heartbeat" else LOG_READ_LIMIT
+            data = self.host.read(channel.fd, limit)
+            if data is None:
+                return
+            now = self.host.now()
+            if channel.kind == "log":
+                self.host.write_log((channel.reader.feed(data, now) if data else channel.reader.close(now)).encode())
+            elif data:
+                self.read_heartbeats(channel, data, now)
+            if not data:  # EOF: the child is exiting (or closed the pipe); the reap follows
+                self.close_channel(channel)
+        except protocol.ProtocolError as e:
+            self.channel_failed(channel, str(e))
+        except Exception as e:  # a bug met on this channel's input: log it, drop the channel, keep the loop
+            log.error("%s: error on its %s pipe; closing it", channel.worker.name, channel.kind, exc_info=True)
+            self.channel_failed(channel, f"{channel.kind} pipe: {type(e).__name__}: {e}")
 
     def read_heartbeats(self, channel, data, now):
-        worker = channel.worker
-        try:
-            for message in channel.reader.feed(data):
-                worker.on_message(message, now)
-        except protocol.ProtocolError as e:
-            self.close_channel(channel)
-            if worker.state in RUNNING_STATES:
-                self.stop_worker(worker, StopReason.PROTOCOL, str(e))
+        for message in channel.reader.feed(data):
+            channel.worker.on_message(message, now)
+
+    def channel_failed(self, channel, why):
+        self.close_channel(channel)
+        if channel.worker.state in RUNNING_STATES:
+            self.stop_worker(channel.worker, StopReason.PROTOCOL, why, S.RESTARTING)
 
     def close_channel(self, channel):
         if self.channels.pop(channel.fd, None) is not None:
@@ -152,7 +169,7 @@ class Supervisor:
 
     def handle_int(self):
         """Ctrl-C: like SIGTERM; a second one kills what is left at once."""
-        self.begin_shutdown("SIGINT")
+        self.begin_shutdown("SIGINT", escalate=True)
 
     def handle_quit(self):
         """Quick shutdown: SIGKILL every child now."""
@@ -163,23 +180,34 @@ class Supervisor:
         """Re-read the config; restart only what changed; keep running on a bad config."""
         self.reload()
 
-    def begin_shutdown(self, why):
+    def handle_usr1(self):
+        """logrotate's signal: nothing to reopen (logs go to stderr); noted and ignored."""
+        log.info("SIGUSR1: nothing to reopen (mdwd logs to stderr); ignored")
+
+    def handle_usr2(self):
+        """Log one status line per worker (what mdwctl status shows), e.g. when the socket is unreachable."""
+        now = self.host.now()
+        log.info("SIGUSR2: %s", status.summary(self.workers.values(), now))
+        for worker in self.workers.values():
+            log.info("SIGUSR2: %s %s pid %s, %s", worker.name, worker.state.value, worker.pid or "-",
+                     status.problem(worker, now) or "healthy")
+
+    def begin_shutdown(self, why, escalate=False):
+        """Stop every child; `escalate` (a second Ctrl-C) kills what is left at once."""
         if self.shutting_down:
-            if self.host.now() - self.shutdown_started_at >= DUPLICATE_SIGNAL_WINDOW:
+            if escalate and self.host.now() - self.shutdown_started_at >= DUPLICATE_SIGNAL_WINDOW:
                 log.warning("%s while stopping: killing what is left now", why)
                 self.kill_all_now()
+            elif not escalate:
+                log.info("%s while stopping: already stopping (a second SIGINT kills what is left)", why)
             return
         self.shutdown_started_at = self.host.now()
         log.info("%s: stopping %d workers", why, sum(w.has_process for w in self.workers.values()))
         self.shutting_down = True
+        self.deferred_restarts.clear()
         self.notifier.stopping(f"stopping ({why})")
-        now = self.host.now()
         for worker in self.workers.values():
-            worker.wanted = False
-            if worker.state in RUNNING_STATES:
-                self.stop_worker(worker, StopReason.SHUTDOWN, f"supervisor got {why}")
-            elif worker.state in WAITING_STATES:
-                worker.on_stop_while_waiting(now)
+            self.stop_worker(worker, StopReason.SHUTDOWN, f"supervisor got {why}", S.STOPPING)
 
     def kill_all_now(self):
         for worker in self.workers.values():
@@ -188,63 +216,81 @@ class Supervisor:
                 worker.on_killed()
 
     def reload(self):
+        """Apply the config file again; a file that cannot be used is logged and the tree kept as it is."""
         try:
             new = self.load_config(self.config.path or None)
         except config_module.ConfigError as e:
-            for problem in e.problems:
-                log.error("reload: %s: %s", e.source, problem)
-            log.error("reload: config rejected; the running tree is kept unchanged")
-            return [f"{e.source}: {problem}" for problem in e.problems]
+            problems = [f"{e.source}: {problem}" for problem in e.problems]
+        except Exception as e:  # whatever the file holds, it costs the reload only
+            log.error("reload: reading the config failed", exc_info=True)
+            problems = [f"{self.config.path or 'config'}: cannot be read: {type(e).__name__}: {e}"]
+        else:
+            self.apply_config(new)
+            return []
+        for problem in problems:
+            log.error("reload: %s", problem)
+        log.error("reload: config rejected; the running tree is kept unchanged")
+        return problems
+
+    def apply_config(self, new):
         if new.preload != self.config.preload:
             log.warning("reload: a changed [supervisor] preload takes effect when mdwd restarts")
         now = self.host.now()
-        old_specs = {name: w.spec for name, w in self.workers.items()}
-        new_specs = new.enabled_workers
+        specs = new.enabled_workers
         self.config = new
-        for name in old_specs.keys() - new_specs.keys():
-            self.retire(self.workers[name], now)
-        for name in new_specs.keys() - old_specs.keys():
-            self.workers[name] = Worker(new_specs[name], now)
-            log.info("reload: %s added", name)
-        for name in old_specs.keys() & new_specs.keys():
-            worker = self.workers[name]
-            worker.removed = False
-            if new_specs[name] != old_specs[name]:
-                worker.spec, worker.wanted = new_specs[name], True
-                log.info("reload: %s changed; restarting it", name)
-                if worker.state in RUNNING_STATES:
-                    self.stop_worker(worker, StopReason.CONFIG, "settings changed on reload")
+        for name, worker in list(self.workers.items()):
+            if name not in specs and worker.state not in (S.RETIRING, S.REMOVED):
+                log.info("reload: %s removed; stopping it", name)
+                self.stop_worker(worker, StopReason.CONFIG, "removed from config", S.RETIRING)
+        for name, spec in specs.items():
+            worker = self.workers.get(name)
+            if worker is None:
+                self.workers[name] = Worker(spec, now)
+                log.info("reload: %s added", name)
+            elif worker.state is S.RETIRING:
+                log.info("reload: %s added back; it starts again once its process has stopped", name)
+                worker.change_spec(spec, now)
+                worker.start(now)
+            elif spec != worker.spec:
+                if worker.change_spec(spec, now):
+                    log.info("reload: %s changed; restarting it", name)
+                    self.stop_worker(worker, StopReason.CONFIG, "settings changed on reload", S.RESTARTING)
+                else:
+                    log.info("reload: %s changed; the new settings apply when it next starts", name)
+        self.forget_removed()
         log.info("reload: config %s applied", new.path or "(embedded defaults)")
-        return []
+
+    def forget_removed(self):
+        for name in [n for n, w in self.workers.items() if w.state is S.REMOVED]:
+            del self.workers[name]
+            self.deferred_restarts.pop(name, None)
 
     def start_on_request(self, worker):
-        worker.wanted = True
-        if worker.state not in PROCESS_STATES:
-            worker.next_start_at = self.host.now()
+        worker.start(self.host.now())
 
     def stop_on_request(self, worker):
-        worker.wanted = False
-        if worker.state in RUNNING_STATES:
-            self.stop_worker(worker, StopReason.MANUAL, "stop requested")
-        elif worker.state in WAITING_STATES:
-            worker.on_stop_while_waiting(self.host.now())
+        self.deferred_restarts.pop(worker.name, None)
+        self.stop_worker(worker, StopReason.MANUAL, "stop requested", S.STOPPING)
 
-    def restart_on_request(self, worker):
-        worker.wanted = True
-        if worker.state in RUNNING_STATES:
-            self.stop_worker(worker, StopReason.MANUAL, "restart requested")
-        elif worker.state not in PROCESS_STATES:
-            worker.next_start_at = self.host.now()
+    def restart_on_request(self, workers, last=()):
+        """Restart `workers` now, except those named in `last`: they restart once the others run again."""
+        now = self.host.now()
+        for worker in workers:
+            if worker.name in last:
+                self.deferred_restarts[worker.name] = now + DEFERRED_RESTART_LIMIT
+            else:
+                self.stop_worker(worker, StopReason.MANUAL, "restart requested", S.RESTARTING)
 
-    def retire(self, worker, now):
-        log.info("reload: %s removed; stopping it", worker.name)
-        worker.wanted, worker.removed = False, True
-        if worker.state in RUNNING_STATES:
-            self.stop_worker(worker, StopReason.CONFIG, "removed from config")
-        elif worker.state in WAITING_STATES:
-            worker.on_stop_while_waiting(now)
-        if worker.state is S.STOPPED:
-            del self.workers[worker.name]
+    def restart_deferred(self, now):
+        """Restart the workers asked to go last, once no other worker is still coming back."""
+        if not self.deferred_restarts:
+            return
+        coming_back = any(w.state in (S.RESTARTING, S.PENDING, S.STARTING) for name, w in self.workers.items()
+                          if name not in self.deferred_restarts)
+        for name, limit in list(self.deferred_restarts.items()):
+            if not coming_back or now >= limit:
+                del self.deferred_restarts[name]
+                self.stop_worker(self.workers[name], StopReason.MANUAL, "restart requested (last)", S.RESTARTING)
 
     # -- step 3: reap -------------------------------------------------------
 
@@ -264,15 +310,15 @@ class Supervisor:
                 self.failures.append(now)
             log.log(logging.WARNING if exit_.reason.is_failure else logging.INFO,
                     "%s: pid %d ended: %s; %s", worker.name, pid, exit_.describe(), status.next_step(worker, now))
-            if worker.removed and worker.state is S.STOPPED:
-                del self.workers[worker.name]
+        self.forget_removed()
 
     # -- step 4: check ------------------------------------------------------
 
     def check_children(self):
         now = self.host.now()
+        self.restart_deferred(now)
         for worker in list(self.workers.values()):
-            if worker.state is S.STOPPING:
+            if worker.state in STOPPING_STATES:
                 if not worker.killed and now >= worker.kill_at:
                     log.warning("%s: pid %d still alive %.1fs after SIGTERM; sending SIGKILL to its group",
                                 worker.name, worker.pid, worker.spec.stop_timeout)
@@ -285,7 +331,7 @@ class Supervisor:
             if stale is None and worker.spec.max_rss_mb > 0 and now >= worker.next_rss_check:
                 stale = self.check_memory(worker, now)
             if stale is not None:
-                self.stop_worker(worker, *stale)
+                self.stop_worker(worker, *stale, S.RESTARTING)
 
     def check_memory(self, worker, now):
         worker.next_rss_check = now + RSS_CHECK_EVERY
@@ -294,13 +340,18 @@ class Supervisor:
             return StopReason.MEMORY, f"{worker.rss_mb:.0f} MiB resident > max_rss_mb {worker.spec.max_rss_mb:g}"
         return None
 
-    def stop_worker(self, worker, reason, detail):
-        """SIGTERM (then SIGCONT, so a stopped child sees it) to the child's group; SIGKILL later."""
-        level = logging.WARNING if reason.is_failure else logging.INFO
-        log.log(level, "%s: stopping pid %d (%s: %s)", worker.name, worker.pid, reason.value, detail)
-        self.host.signal_group(worker.pid, signal.SIGTERM)
-        self.host.signal_group(worker.pid, signal.SIGCONT)
-        worker.on_stop_requested(reason, detail, self.host.now())
+    def stop_worker(self, worker, reason, detail, goal):
+        """Stop a worker, then take it to `goal` (STOPPING, RESTARTING or RETIRING).
+
+        A running child gets SIGTERM (then SIGCONT, so a stopped child sees
+        it) to its whole group, and SIGKILL after stop_timeout; a child
+        already being stopped only changes where it goes after."""
+        pid = worker.pid
+        if worker.stop(reason, detail, self.host.now(), goal):
+            level = logging.WARNING if reason.is_failure else logging.INFO
+            log.log(level, "%s: stopping pid %d (%s: %s)", worker.name, pid, reason.value, detail)
+            self.host.signal_group(pid, signal.SIGTERM)
+            self.host.signal_group(pid, signal.SIGCONT)
 
     # -- step 5: start ------------------------------------------------------
 
@@ -308,21 +359,23 @@ class Supervisor:
         if self.shutting_down:
             return
         now = self.host.now()
-        for worker in self.workers.values():
-            if worker.wanted and worker.state not in PROCESS_STATES and now >= worker.next_start_at:
+        for worker in list(self.workers.values()):
+            if worker.state in WAITING_STATES and now >= worker.next_start_at:
                 self.spawn(worker, now)
 
     def spawn(self, worker, now):
+        handed_over = worker.handed_over
         try:
-            pid, heartbeat_fd, log_fd = self.host.spawn(worker.spec, worker.handed_over)
+            pid, heartbeat_fd, log_fd = self.host.spawn(worker.spec, handed_over)
         except OSError as e:
-            worker.next_start_at = now + max(1.0, worker.spec.backoff_initial)
-            log.error("%s: cannot start a process (%s); retrying in %.1fs", worker.name, e, worker.next_start_at - now)
+            worker.on_spawn_failed(e.strerror or str(e), now)
+            self.failures.append(now)
+            log.error("%s: cannot start a process (%s); retrying in %.1fs [%s]", worker.name, e.strerror or e,
+                      worker.backoff_s, worker.state.value)
             return
-        if worker.handed_over:
+        if handed_over:
             log.info("%s: handing '%s' to the new incarnation (its predecessor hung on it)",
-                     worker.name, " ".join(filter(None, worker.handed_over)))
-            worker.handed_over = None
+                     worker.name, handed_over.text())
         worker.on_spawned(pid, now)
         self.by_pid[pid] = worker
         self.channels[heartbeat_fd] = Channel(worker, heartbeat_fd, "heartbeat", protocol.MessageDecoder())
@@ -362,5 +415,7 @@ class Supervisor:
 
     def log_summary(self):
         for worker in self.workers.values():
-            log.info("%s: %d restarts %s; longest heartbeat gap %.3fs", worker.name, worker.restarts,
-                     dict(worker.restarts_by_reason), worker.max_beat_gap)
+            ended = ", ".join(f"{count} {reason}" for reason, count in worker.restarts_by_reason.most_common())
+            log.info("%s: %d process%s started, %d restart%s; exits: %s; longest heartbeat gap %.3fs",
+                     worker.name, worker.spawns, "" if worker.spawns == 1 else "es", worker.restarts,
+                     "" if worker.restarts == 1 else "s", ended or "none", worker.max_beat_gap)

@@ -1,18 +1,25 @@
 """One supervised child: what the supervisor knows about it, and its transitions.
 
 `Worker._transition` is the only place that assigns `state`. The public
-`on_*` methods are the events that move a worker; each names the transitions
-it performs. Times are `time.monotonic()` values handed in by the caller, so a
-fake clock can drive everything here.
+`on_*` and request methods are the events that move a worker; a comment
+above each names the transitions it performs. Times are `time.monotonic()`
+values handed in by the caller, so a fake clock can drive everything here.
+
+Health is more than the state: a RUNNING worker whose last cycle failed, or
+that has not had a successful cycle within `startup_timeout + interval` of
+its start, or whose predecessor was killed for a failure and has not had a
+successful cycle since, is failing (`failing_reason`). A restart does not
+make a worker healthy; a successful cycle does.
 """
 import collections
 import os
 import random
 import signal
 
+from supervisor.protocol import Beat
 from supervisor.states import (
-    FLAPPING_AFTER, PROCESS_STATES, RUNNING_STATES, WAITING_STATES, StopReason, WorkerState, backoff_delay,
-    check_transition,
+    BACKOFF_STATES, FLAPPING_AFTER, PROCESS_STATES, RUNNING_STATES, STOPPING_STATES, WANTED_STATES, WAITING_STATES,
+    StopReason, WorkerState, backoff_delay, check_transition,
 )
 
 S = WorkerState
@@ -67,6 +74,11 @@ class Exit:
         how = self.signal_name or f"exit {self.code}"
         return f"{how} ({self.reason.value}{': ' + self.detail if self.detail else ''})"
 
+    def why(self):
+        """'hang: fetch TSLA', 'crash', 'memory': the reason, with what it was doing when that matters."""
+        doing = self.doing if self.doing and self.reason in (StopReason.HANG, StopReason.STALLED) else None
+        return f"{self.reason.value}: {doing}" if doing else self.reason.value
+
     def as_dict(self):
         return {"code": self.code, "signal": self.signal_name, "reason": self.reason.value, "detail": self.detail,
                 "doing": self.doing}
@@ -76,16 +88,15 @@ class Worker:
     def __init__(self, spec, now, rng=random):
         self.spec = spec
         self.rng = rng
-        self.state = S.STOPPED
-        self.wanted = True  # should a process be running?
-        self.removed = False  # dropped from the config on reload; forgotten once stopped
+        self.state = S.PENDING
         self.pid = None
         self.started_at = None
         self.first_beat_at = None
         self.last_beat_at = None
-        self.last_beat = None  # (phase, item) of the latest progress beat
+        self.last_beat = None  # Beat: the latest progress beat of this incarnation
         self.last_cycle_ok_at = None
-        self.last_cycle = None  # the latest cycle report
+        self.last_cycle = None  # the latest cycle report, of any incarnation
+        self.failing = None  # why it is failing, until a successful cycle (survives restarts)
         self.reported = {}  # the latest worker-reported status extras
         self.cycle_durations = CycleHistogram()
         self.cycles_ok = 0
@@ -100,10 +111,10 @@ class Worker:
         self.backoff_s = 0.0
         self.stop_reason = None
         self.stop_detail = ""
-        self.kill_at = None  # when SIGKILL is due for a STOPPING child
+        self.kill_at = None  # when SIGKILL is due for a child being stopped
         self.killed = False
         self.last_exit = None
-        self.handed_over = None  # the beat that a hung predecessor was stuck on
+        self.handed_over = None  # Beat: what a predecessor killed for a failure was doing
         self.log_tail = collections.deque(maxlen=LOG_TAIL_LINES)
         self.log_lines_dropped = 0
         self.next_rss_check = now
@@ -112,22 +123,28 @@ class Worker:
     name = property(lambda self: self.spec.name)
     restarts = property(lambda self: max(0, self.spawns - 1))
     has_process = property(lambda self: self.state in PROCESS_STATES)
+    wanted = property(lambda self: self.state in WANTED_STATES)
 
     def _transition(self, new, now):
         check_transition(self.state, new)
         self.state = new
-        if new in WAITING_STATES:
+        if new in BACKOFF_STATES:
             self.backoff_s = backoff_delay(
                 self.consecutive_failures, self.spec.backoff_initial, self.spec.backoff_max, self.rng)
             self.next_start_at = now + self.backoff_s
-        elif new is S.STOPPED:
+        elif new in (S.PENDING, S.STOPPED):
             self.backoff_s = 0.0
             self.next_start_at = now
 
-    # -- events ----------------------------------------------------------
+    def _after_failure(self, now):
+        # -> BACKOFF, or -> FLAPPING when it keeps failing
+        self.consecutive_failures += 1
+        self._transition(S.FLAPPING if self.consecutive_failures >= FLAPPING_AFTER else S.BACKOFF, now)
+
+    # -- events of the process -------------------------------------------
 
     def on_spawned(self, pid, now):
-        # STOPPED -> STARTING, BACKOFF -> STARTING, FLAPPING -> STARTING
+        # PENDING -> STARTING, BACKOFF -> STARTING, FLAPPING -> STARTING
         self._transition(S.STARTING, now)
         self.pid = pid
         self.spawns += 1
@@ -139,52 +156,41 @@ class Worker:
         self.kill_at, self.killed = None, False
         self.max_beat_gap = 0.0
         self.next_rss_check = now
+        self.handed_over = None
+
+    def on_spawn_failed(self, error, now):
+        # PENDING/BACKOFF/FLAPPING -> BACKOFF or FLAPPING: a failed fork is retried with backoff
+        self.failing = f"cannot start a process: {error}"
+        self._after_failure(now)
 
     def on_message(self, message, now):
         kind = message["t"]
         if kind == "beat":
-            self._beat(message, now)
+            self._beat(Beat(message["phase"], message["item"], message["key"]), now)
         elif kind == "cycle":
             self.last_cycle = message
-            self.cycle_durations.observe(max(0.0, float(message["duration"])))
+            self.cycle_durations.observe(message["duration"])
             if message["ok"]:
                 self.last_cycle_ok_at = now
                 self.cycles_ok += 1
+                self.failing = None
             else:
                 self.cycles_failed += 1
+                self.failing = f"last cycle failed: {message['error'] or 'no reason given'}"
             self._beat(None, now)
         else:
             self.reported = {k: v for k, v in message.items() if k != "t"}
 
-    def provider_requests(self):
-        """provider -> outcome -> requests over every incarnation (a counter that never goes down)."""
-        totals = collections.defaultdict(collections.Counter)
-        for source in (self.requests_before, self.reported.get("provider_requests") or {}):
-            for provider, outcomes in source.items():
-                if isinstance(outcomes, dict):
-                    for outcome, count in outcomes.items():
-                        if isinstance(count, int):
-                            totals[provider][outcome] += count
-        return {p: dict(o) for p, o in totals.items()}
-
-    def _beat(self, message, now):
+    def _beat(self, beat, now):
         if self.last_beat_at is not None:
             self.max_beat_gap = max(self.max_beat_gap, now - self.last_beat_at)
         self.last_beat_at = now
-        if message is not None:
-            self.last_beat = (message["phase"], message.get("item"))
+        if beat is not None:
+            self.last_beat = beat
         if self.state is S.STARTING:
             # STARTING -> RUNNING
             self.first_beat_at = now
             self._transition(S.RUNNING, now)
-
-    def on_stop_requested(self, reason, detail, now):
-        # STARTING -> STOPPING, RUNNING -> STOPPING
-        self._transition(S.STOPPING, now)
-        self.stop_reason, self.stop_detail = reason, detail
-        self.kill_at = now + self.spec.stop_timeout
-        if reason in (StopReason.HANG, StopReason.STALLED) and self.last_beat:
-            self.handed_over = self.last_beat
 
     def on_killed(self):
         self.killed = True
@@ -192,28 +198,77 @@ class Worker:
     def on_exited(self, status, now):
         """The process was reaped; returns its Exit."""
         reason = self.stop_reason or StopReason.CRASH
-        exit_ = Exit(status, reason, self.stop_detail, now, self.last_beat_text())
+        exit_ = Exit(status, reason, self.stop_detail, now, self.last_beat.text() if self.last_beat else None)
         self.last_exit = exit_
         self.requests_before = collections.defaultdict(collections.Counter, {
             p: collections.Counter(o) for p, o in self.provider_requests().items()})
         self.reported = {}
         self.pid = None
         self.restarts_by_reason[reason.value] += 1
-        if not reason.is_failure:
+        if reason.is_failure:
+            self.failing = f"{exit_.why()}; no successful cycle since"
+            if reason is not StopReason.CRASH and self.last_beat and self.last_beat.item:
+                self.handed_over = self.last_beat
+            if self.first_beat_at is not None and now - self.first_beat_at >= self.spec.stable_after:
+                self.consecutive_failures = 0  # it had been healthy long enough: start backoff over
+        if self.state is S.STOPPING:
             # STOPPING -> STOPPED
-            self.consecutive_failures = 0
             self._transition(S.STOPPED, now)
-            return exit_
-        if self.first_beat_at is not None and now - self.first_beat_at >= self.spec.stable_after:
-            self.consecutive_failures = 0  # it had been healthy long enough: start backoff over
-        self.consecutive_failures += 1
-        # STARTING/RUNNING/STOPPING -> BACKOFF, or -> FLAPPING when it keeps failing
-        self._transition(S.FLAPPING if self.consecutive_failures >= FLAPPING_AFTER else S.BACKOFF, now)
+        elif self.state is S.RETIRING:
+            # RETIRING -> REMOVED
+            self._transition(S.REMOVED, now)
+        elif self.state is S.RESTARTING and not reason.is_failure:
+            # RESTARTING -> PENDING (an intentional restart starts again at once)
+            self._transition(S.PENDING, now)
+        else:
+            # STARTING/RUNNING/RESTARTING -> BACKOFF or FLAPPING
+            self._after_failure(now)
+        if not reason.is_failure:
+            self.consecutive_failures = 0
         return exit_
 
-    def on_stop_while_waiting(self, now):
-        # BACKOFF -> STOPPED, FLAPPING -> STOPPED
-        self._transition(S.STOPPED, now)
+    # -- requests (operator, reload, the supervisor's checks) -----------
+
+    def stop(self, reason, detail, now, goal):
+        """Stop the process and then go to `goal` (STOPPING, RESTARTING or RETIRING).
+
+        Returns True when the caller must signal the process now (it was
+        running); False when it was already being stopped (now redirected) or
+        had no process (now STOPPED, PENDING or REMOVED)."""
+        assert goal in STOPPING_STATES, goal
+        if self.state in RUNNING_STATES:
+            # STARTING/RUNNING -> STOPPING, RESTARTING or RETIRING
+            self._transition(goal, now)
+            self.stop_reason, self.stop_detail = reason, detail
+            self.kill_at = now + self.spec.stop_timeout
+            return True
+        if self.state in STOPPING_STATES:
+            # STOPPING <-> RESTARTING -> RETIRING: the stop under way now ends somewhere else
+            if self.state is not goal and not (self.state is S.RETIRING and goal is S.STOPPING):
+                self._transition(goal, now)
+            return False
+        # STOPPED/PENDING/BACKOFF/FLAPPING -> STOPPED, PENDING or REMOVED
+        target = {S.STOPPING: S.STOPPED, S.RESTARTING: S.PENDING, S.RETIRING: S.REMOVED}[goal]
+        if self.state is not target:
+            self._transition(target, now)
+        return False
+
+    def start(self, now):
+        """Make sure a process runs (soon): a start request, or a worker added back on reload."""
+        if self.state in (S.STOPPED, S.BACKOFF, S.FLAPPING):
+            # STOPPED/BACKOFF/FLAPPING -> PENDING
+            self._transition(S.PENDING, now)
+        elif self.state in (S.STOPPING, S.RETIRING):
+            # STOPPING/RETIRING -> RESTARTING: start again once it has exited
+            self._transition(S.RESTARTING, now)
+
+    def change_spec(self, spec, now):
+        """New settings from a reload. True if the running process must be restarted for them."""
+        self.spec = spec
+        if self.state in BACKOFF_STATES:
+            # BACKOFF/FLAPPING -> PENDING: the new settings may be what it needed
+            self._transition(S.PENDING, now)
+        return self.state in RUNNING_STATES
 
     # -- questions -------------------------------------------------------
 
@@ -228,7 +283,8 @@ class Worker:
             return None
         silent = now - self.last_beat_at
         if silent >= spec.heartbeat_timeout:
-            return StopReason.HANG, f"no heartbeat for {silent:.1f}s{self._doing()}"
+            doing = f"; last beat '{self.last_beat.text()}'" if self.last_beat else ""
+            return StopReason.HANG, f"no heartbeat for {silent:.1f}s{doing}"
         if spec.stale_cycles > 0:
             since = self.last_cycle_ok_at or self.first_beat_at
             limit = spec.stale_cycles * spec.interval
@@ -236,11 +292,15 @@ class Worker:
                 return StopReason.STALLED, f"no successful cycle for {now - since:.1f}s ({spec.stale_cycles:g} intervals)"
         return None
 
-    def _doing(self):
-        if not self.last_beat:
-            return ""
-        phase, item = self.last_beat
-        return f"; last beat '{phase}{' ' + item if item else ''}'"
+    def failing_reason(self, now):
+        """Why a running worker is not doing its job, or None: its cycles, not its process."""
+        if self.failing:
+            return self.failing
+        if self.last_cycle_ok_at is None and self.started_at is not None:
+            grace = self.spec.startup_timeout + self.spec.interval
+            if now - self.started_at >= grace:
+                return f"no successful cycle in {now - self.started_at:.0f}s since it started"
+        return None
 
     def next_deadline(self):
         """The earliest monotonic time at which this worker needs attention, or None."""
@@ -254,19 +314,23 @@ class Worker:
             if spec.max_rss_mb > 0:
                 deadlines.append(self.next_rss_check)
             return min(deadlines)
-        if self.state is S.STOPPING:
+        if self.state in STOPPING_STATES:
             return None if self.killed else self.kill_at
-        if self.state in WAITING_STATES and self.wanted:
-            return self.next_start_at
-        if self.state is S.STOPPED and self.wanted:
+        if self.state in WAITING_STATES:
             return self.next_start_at
         return None
 
     def is_healthy(self, now):
-        return self.state is S.RUNNING and self.staleness(now) is None
+        return self.state is S.RUNNING and self.staleness(now) is None and self.failing_reason(now) is None
 
     def last_beat_text(self):
-        if not self.last_beat:
-            return None
-        phase, item = self.last_beat
-        return f"{phase} {item}" if item else phase
+        return self.last_beat.text() if self.last_beat else None
+
+    def provider_requests(self):
+        """provider -> outcome -> requests over every incarnation (a counter that never goes down)."""
+        totals = collections.defaultdict(collections.Counter)
+        for source in (self.requests_before, self.reported.get("provider_requests") or {}):
+            for provider, outcomes in source.items():
+                for outcome, count in outcomes.items():
+                    totals[provider][outcome] += count
+        return {p: dict(o) for p, o in totals.items()}

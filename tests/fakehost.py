@@ -137,6 +137,12 @@ class FakeHost:
                 self.processes[pid].reaped = True
         return ended
 
+    def reap_leftovers(self, timeout):
+        return self.reap()
+
+    def flush_log(self):
+        pass
+
     def tree_rss_mb(self, pid):
         return self.rss.get(pid, 10.0)
 

@@ -145,7 +145,7 @@ def test_bad_clients_cost_the_loop_nothing(tree):
         rude.close()  # gone before the answer
         assert client(tree).call("status")["ok"]
         assert tree.stop() == 0
-        summary = tree.wait_log(r"alpha: 0 restarts .*; longest heartbeat gap ([\d.]+)s")
+        summary = tree.wait_log(r"alpha: 1 process started, 0 restarts; .*; longest heartbeat gap ([\d.]+)s")
         assert float(summary.group(1)) < 0.5
     finally:
         silent.close()

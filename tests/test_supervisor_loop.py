@@ -68,7 +68,7 @@ def test_hung_child_is_replaced_after_backoff_and_gets_the_item_it_hung_on():
     worker = sup.workers["a"]
     assert worker.last_exit.reason is StopReason.HANG
     assert worker.last_exit.doing == "fetch AAPL"
-    assert host.process_of("a").handed_over == ("fetch", "AAPL")
+    assert host.process_of("a").handed_over.names("fetch", "AAPL")
     assert worker.restarts == 1
 
 
@@ -77,7 +77,7 @@ def test_child_ignoring_sigterm_is_killed_after_stop_timeout():
     start(sup, host)
     proc = host.process_of("a")
     proc.ignores_term = True
-    run_until(sup, host, lambda: sup.workers["a"].state is S.STOPPING)
+    run_until(sup, host, lambda: sup.workers["a"].state is S.RESTARTING)
     termed_at = host.now()
     run_until(sup, host, lambda: signal.SIGKILL in proc.signals)
     assert host.now() == pytest.approx(termed_at + configs.FAST["stop_timeout"])
@@ -87,7 +87,7 @@ def test_no_first_beat_within_startup_timeout_is_a_hang():
     sup, host, _ = make(startup_timeout=3.0)
     sup.run_once()
     spawned = host.now()
-    run_until(sup, host, lambda: sup.workers["a"].state is S.STOPPING or sup.workers["a"].last_exit)
+    run_until(sup, host, lambda: sup.workers["a"].state is S.RESTARTING or sup.workers["a"].last_exit)
     assert host.now() == pytest.approx(spawned + 3.0)
     assert "startup_timeout" in sup.workers["a"].stop_detail or "startup_timeout" in sup.workers["a"].last_exit.detail
 
@@ -293,11 +293,18 @@ def test_bad_config_on_reload_keeps_the_running_tree(caplog):
     assert "heartbeat_timeout = -1" in caplog.text and "config rejected" in caplog.text
 
 
-def test_fork_failure_is_retried_later_not_fatal():
-    sup, host, _ = make()
+def test_fork_failure_is_retried_with_backoff_not_fatal():
+    sup, host, _ = make(backoff_initial=1.0, backoff_max=8.0)
     host.spawn_error = OSError(11, "Resource temporarily unavailable")
-    sup.run_once()
-    assert sup.workers["a"].state is S.STOPPED
+    delays = []
+    while len(delays) < 4:
+        sup.run_once()
+        worker = sup.workers["a"]
+        if worker.state in (S.BACKOFF, S.FLAPPING) and (not delays or worker.backoff_s != delays[-1]):
+            delays.append(worker.backoff_s)
+    for got, base in zip(delays, [1, 2, 4, 8]):
+        assert base * 0.9 <= got <= min(8.0, base * 1.1)
+    assert sup.workers["a"].state is S.FLAPPING
+    assert "cannot start a process: Resource temporarily unavailable" in sup.workers["a"].failing
     host.spawn_error = None
     run_until(sup, host, lambda: sup.workers["a"].state is S.STARTING)
-    assert host.now() >= 1001.0
