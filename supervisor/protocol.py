@@ -3,50 +3,120 @@
 Newline-delimited JSON objects on a pipe, each at most MAX_MESSAGE bytes
 (PIPE_BUF, so a single write is atomic and never interleaves):
 
-    {"t": "beat", "phase": "fetch", "item": "AAPL"}           progress in the work loop
+    {"t": "beat", "phase": "fetch", "item": "AAPL", "key": "5f0c..."}   progress in the work loop
     {"t": "cycle", "ok": true, "duration": 1.2, "counts": {...}, "error": null}
-    {"t": "status", "quarantined": [...], ...}                 worker-reported extras
+    {"t": "status", "quarantined": [...], "quarantined_total": 3, "provider_requests": {...}}
 
-Anything else (bad JSON, unknown type, wrong field types, a line longer than
-MAX_MESSAGE) is a ProtocolError: the supervisor marks that child unhealthy and
-restarts it. The decoder never raises for input it has not yet seen whole, and
-it never buffers more than MAX_MESSAGE bytes.
+A beat's `item` is for people: cut to MAX_TEXT characters. Its `key` names
+the item exactly, whatever its length (a digest of the whole item, see
+`item_key`): the supervisor hands the last beat of a hung child to its
+successor, which matches the key against its own items, so a batch of 50
+symbols is recognised even though its display text was cut.
+
+Anything else is a ProtocolError, and nothing but a ProtocolError comes out
+of the decoder whatever the bytes: bad JSON or UTF-8, nesting deep enough to
+exhaust the recursion limit, NaN or infinite numbers, numbers too large for
+a float, unknown message types, wrong field types, a line longer than
+MAX_MESSAGE. The supervisor then restarts that child (reason "protocol").
+The decoder never buffers more than MAX_MESSAGE bytes.
+
+Standard library only: both the supervisor and the workers import this.
 """
+import hashlib
 import json
+import numbers
+from typing import NamedTuple, Optional
 
 MAX_MESSAGE = 4096
 MESSAGE_TYPES = ("beat", "cycle", "status")
-_MAX_TEXT = 200
+MAX_TEXT = 200
+MAX_ERROR_TEXT = 500
+KEY_LENGTH = 16  # hex digits of an item key
+STATUS_LIST_LIMIT = 10  # quarantined items listed in a status message; the rest are counted
+_MAX_NUMBER = 1e15  # counts and seconds beyond this are nonsense, not data
 
 
 class ProtocolError(ValueError):
     """A worker sent something that is not a valid heartbeat message."""
 
 
+class Beat(NamedTuple):
+    """A progress beat as the supervisor keeps it (and hands it to a hung child's successor)."""
+
+    phase: str
+    item: Optional[str] = None  # display text, at most MAX_TEXT characters
+    key: Optional[str] = None  # item_key() of the whole item
+
+    def text(self):
+        return f"{self.phase} {self.item}" if self.item else self.phase
+
+    def names(self, phase, item):
+        """Is this the beat a worker sends before `phase` on `item`?"""
+        return self.phase == phase and item is not None and self.key == item_key(item)
+
+
+def item_key(item):
+    """A short digest naming `item` exactly (the same in every process)."""
+    return hashlib.blake2b(str(item).encode("utf-8", "surrogatepass"), digest_size=KEY_LENGTH // 2).hexdigest()
+
+
+# -- encoding (the worker's side) ---------------------------------------------
+
+
 def encode_beat(phase, item=None):
-    return _encode({"t": "beat", "phase": _text(phase), "item": None if item is None else _text(item)})
-
-
-def encode_cycle(ok, duration, counts=None, error=None):
-    message = {"t": "cycle", "ok": bool(ok), "duration": float(duration), "counts": dict(counts or {})}
-    message["error"] = None if error is None else _text(error, 500)
+    message = {"t": "beat", "phase": _text(phase), "item": None, "key": None}
+    if item is not None:
+        message.update(item=_text(item), key=item_key(item))
     return _encode(message)
 
 
-def encode_status(**fields):
-    return _encode({"t": "status", **fields})
+def encode_cycle(ok, duration, counts=None, error=None):
+    counts = {str(k)[:MAX_TEXT]: _plain_number(v) for k, v in dict(counts or {}).items()}
+    counts = {k: v for k, v in counts.items() if _is_number(v)}
+    message = {"t": "cycle", "ok": bool(ok), "duration": max(0.0, float(duration)), "counts": counts,
+               "error": None if error is None else _text(error, MAX_ERROR_TEXT)}
+    return _encode(message)
 
 
-def _text(value, limit=_MAX_TEXT):
+def encode_status(quarantined=(), provider_requests=None):
+    """A status message that always fits: the first STATUS_LIST_LIMIT items, and their total.
+
+    `quarantined` is a list of {"item", "why", "for_s"}; `provider_requests`
+    maps provider -> outcome -> count."""
+    items = [{"item": _text(q["item"], 60), "why": _text(q["why"], 120), "for_s": float(q["for_s"])}
+             for q in list(quarantined)]
+    requests = {str(p)[:40]: {str(o)[:40]: int(n) for o, n in outcomes.items()}
+                for p, outcomes in dict(provider_requests or {}).items()}
+    shown = min(len(items), STATUS_LIST_LIMIT)
+    while True:
+        message = {"t": "status", "quarantined": items[:shown], "quarantined_total": len(items),
+                   "provider_requests": requests}
+        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        if len(data) <= MAX_MESSAGE or shown == 0:
+            return _encode(message)
+        shown -= 1
+
+
+def _plain_number(value):
+    """numpy's numbers as Python's (JSON knows only those); anything else as None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+def _text(value, limit=MAX_TEXT):
     value = str(value)
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
 def _encode(message):
-    data = json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
+    data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
     if len(data) > MAX_MESSAGE:
         raise ProtocolError(f"heartbeat message of {len(data)} bytes exceeds {MAX_MESSAGE}")
     return data
+
+
+# -- decoding (the supervisor's side) -----------------------------------------
 
 
 class MessageDecoder:
@@ -63,26 +133,72 @@ class MessageDecoder:
         return [validate(line) for line in lines]
 
 
+def _no_constants(name):
+    raise ValueError(f"{name} is not a number")
+
+
+def decode_json(line, what="heartbeat line"):
+    """JSON from bytes; ProtocolError (only) for anything that is not plain, finite JSON."""
+    try:
+        return json.loads(line, parse_constant=_no_constants)
+    except RecursionError:
+        raise ProtocolError(f"{what} nests too deeply: {bytes(line[:60])!r}") from None
+    except (ValueError, UnicodeDecodeError, TypeError):
+        raise ProtocolError(f"{what} is not JSON: {bytes(line[:60])!r}") from None
+
+
 def validate(line):
     if len(line) > MAX_MESSAGE:
         raise ProtocolError(f"heartbeat line of {len(line)} bytes exceeds {MAX_MESSAGE}")
-    try:
-        message = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
-        raise ProtocolError(f"heartbeat line is not JSON: {line[:60]!r}") from None
+    message = decode_json(line)
     if not isinstance(message, dict) or message.get("t") not in MESSAGE_TYPES:
         raise ProtocolError(f"heartbeat message has no known type (one of {', '.join(MESSAGE_TYPES)}): {line[:60]!r}")
-    kind = message["t"]
-    if kind == "beat":
-        _require(message, "phase", str)
-        _require(message, "item", (str, type(None)))
-    elif kind == "cycle":
-        _require(message, "ok", bool)
-        _require(message, "duration", (int, float))
-        _require(message, "counts", dict)
-    return message
+    return _VALIDATORS[message["t"]](message)
 
 
-def _require(message, key, types):
-    if not isinstance(message.get(key), types):
-        raise ProtocolError(f"heartbeat {message['t']!r} message has a bad {key!r}: {message.get(key)!r}")
+def _beat(message):
+    phase, item, key = message.get("phase"), message.get("item"), message.get("key")
+    _require(message, "phase", isinstance(phase, str) and 0 < len(phase) <= MAX_TEXT)
+    _require(message, "item", item is None or (isinstance(item, str) and len(item) <= MAX_TEXT))
+    _require(message, "key", key is None or (isinstance(key, str) and len(key) == KEY_LENGTH))
+    return {"t": "beat", "phase": phase, "item": item, "key": key}
+
+
+def _cycle(message):
+    ok, duration, counts, error = (message.get(k) for k in ("ok", "duration", "counts", "error"))
+    _require(message, "ok", isinstance(ok, bool))
+    _require(message, "duration", _is_number(duration) and duration >= 0)
+    _require(message, "counts", isinstance(counts, dict) and all(_is_number(v) for v in counts.values()))
+    _require(message, "error", error is None or isinstance(error, str))
+    return {"t": "cycle", "ok": ok, "duration": float(duration), "counts": counts, "error": error}
+
+
+def _status(message):
+    quarantined = message.get("quarantined", [])
+    total = message.get("quarantined_total", len(quarantined) if isinstance(quarantined, list) else 0)
+    requests = message.get("provider_requests", {})
+    _require(message, "quarantined", isinstance(quarantined, list) and all(
+        isinstance(q, dict) and isinstance(q.get("item"), str) and isinstance(q.get("why"), str)
+        and _is_number(q.get("for_s")) for q in quarantined))
+    _require(message, "quarantined_total", _is_whole(total) and total >= len(quarantined))
+    _require(message, "provider_requests", isinstance(requests, dict) and all(
+        isinstance(outcomes, dict) and all(_is_whole(n) and n >= 0 for n in outcomes.values())
+        for outcomes in requests.values()))
+    return {"t": "status", "quarantined": quarantined, "quarantined_total": total, "provider_requests": requests}
+
+
+_VALIDATORS = {"beat": _beat, "cycle": _cycle, "status": _status}
+
+
+def _is_number(value):
+    """A finite int or float of sensible size (abs() first: a huge int cannot become a float)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= _MAX_NUMBER
+
+
+def _is_whole(value):
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _MAX_NUMBER
+
+
+def _require(message, key, ok):
+    if not ok:
+        raise ProtocolError(f"heartbeat {message['t']!r} message has a bad {key!r}: {message.get(key)!r:.80}")

@@ -23,8 +23,8 @@ class WorkerContext:
         self.interval = spec.interval
         self.options = dict(spec.options)
         self.state_dir = spec.state_dir
-        # (phase, item) the previous incarnation was stuck on when it was killed, or None.
-        self.handed_over = tuple(handed_over) if handed_over else None
+        # protocol.Beat: what the previous incarnation was doing when it was killed for a hang, or None.
+        self.handed_over = handed_over
         self._fd = heartbeat_fd
         # Beat at least this often while idle, so that waiting between cycles never looks hung.
         self.idle_beat_every = max(0.01, min(spec.interval, spec.heartbeat_timeout / 3))
@@ -32,12 +32,17 @@ class WorkerContext:
     def beat(self, phase, item=None):
         self._send(protocol.encode_beat(phase, item))
 
+    def hung_on(self, phase, item):
+        """Was `item` (in `phase`) what the previous incarnation was doing when it was killed?"""
+        return self.handed_over is not None and self.handed_over.names(phase, item)
+
     def cycle(self, ok, duration, counts=None, error=None):
         self._send(protocol.encode_cycle(ok, duration, counts, error))
 
-    def report(self, **fields):
-        """Worker-specific status (e.g. quarantined items) shown by the supervisor."""
-        self._send(protocol.encode_status(**fields))
+    def report(self, quarantined=(), provider_requests=None):
+        """Worker status shown by the supervisor: quarantined items (the first few, and their
+        total) and request counts by provider and outcome. Always fits one message."""
+        self._send(protocol.encode_status(quarantined, provider_requests))
 
     def idle(self, seconds, phase="idle"):
         """Sleep `seconds` between cycles, beating often enough to stay fresh."""

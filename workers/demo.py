@@ -8,7 +8,7 @@ log = logging.getLogger("demo")
 def run(ctx):
     items = [str(i) for i in ctx.options["items"]]
     if ctx.handed_over:
-        log.warning("predecessor was killed while on %s", " ".join(filter(None, ctx.handed_over)))
+        log.warning("predecessor was killed while on %s", ctx.handed_over.text())
     cycle = 0
     while True:
         started = time.monotonic()
