@@ -14,10 +14,12 @@ import sys
 import time
 
 from supervisor import child, linux
+from supervisor.stderr import StderrSink
 
 log = logging.getLogger("mdwd")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGQUIT)
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGQUIT, signal.SIGUSR1,
+                   signal.SIGUSR2)
 
 
 def _ignore(signum, frame):
@@ -32,6 +34,8 @@ class PosixHost:
         os.set_blocking(self._wake_w, False)
         self.selector.register(self._wake_r, selectors.EVENT_READ)
         self.pid = os.getpid()
+        self.stderr = StderrSink()
+        self._stderr_watched = False
 
     now = staticmethod(time.monotonic)
 
@@ -62,13 +66,26 @@ class PosixHost:
 
     def wait(self, timeout):
         """Block up to `timeout` seconds; return (readable fds, signal numbers received)."""
+        self._watch_stderr()
         fds, signals = [], []
         for key, _ in self.selector.select(max(0.0, timeout)):
             if key.fd == self._wake_r:
                 signals.extend(self._drain(self._wake_r, 4096) or b"")
+            elif key.fd == self.stderr.fd and self._stderr_watched:
+                self.stderr.flush()
             else:
                 fds.append(key.fd)
+        self._watch_stderr()
         return fds, [signal.Signals(s) for s in signals if s in signal.Signals._value2member_map_]
+
+    def _watch_stderr(self):
+        """Wake for our own stderr only while output waits for it."""
+        wants = self.stderr.wants_write
+        if wants and not self._stderr_watched:
+            self.selector.register(self.stderr.fd, selectors.EVENT_WRITE)
+        elif self._stderr_watched and not wants:
+            self.selector.unregister(self.stderr.fd)
+        self._stderr_watched = wants
 
     def read(self, fd, limit):
         """Up to `limit` bytes without blocking: b'' at EOF, None if nothing is there."""
@@ -95,15 +112,22 @@ class PosixHost:
     def spawn(self, spec, handed_over):
         """Fork a child for `spec`; return (pid, heartbeat read fd, log read fd)."""
         heartbeat_r, heartbeat_w = os.pipe()
-        log_r, log_w = os.pipe()
+        try:
+            log_r, log_w = os.pipe()
+        except OSError:
+            _close(heartbeat_r, heartbeat_w)
+            raise
         sys.stdout.flush()
         sys.stderr.flush()
         gc.freeze()  # keep the preloaded heap out of the children's collections: fewer copied pages
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
-            pid = os.fork()
+            pid = self._fork()
             if pid == 0:
                 child.run_child(spec, handed_over, heartbeat_w, log_w, self.pid, HANDLED_SIGNALS)
+        except OSError:  # EAGAIN, ENOMEM: no child; none of its four pipe ends may leak
+            _close(heartbeat_r, heartbeat_w, log_r, log_w)
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(heartbeat_w)
@@ -123,6 +147,34 @@ class PosixHost:
             os.killpg(pgid, signum)
             return True
         except ProcessLookupError:
+            return False
+
+    _fork = staticmethod(os.fork)
+
+    def reap_leftovers(self, timeout):
+        """At exit: SIGKILL every process still our child and reap it, for up to `timeout` seconds.
+
+        As a subreaper we adopt the orphans of our workers' trees; leaving them
+        (or their zombies) to init would break "nothing survives mdwd"."""
+        deadline = self.now() + timeout
+        reaped = []
+        while True:
+            for pid in linux.children(self.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            reaped.extend(self.reap())
+            if not self._has_children() or self.now() >= deadline:
+                return reaped
+            time.sleep(0.005)
+
+    @staticmethod
+    def _has_children():
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            return True
+        except ChildProcessError:
             return False
 
     def reap(self):
@@ -163,10 +215,18 @@ class PosixHost:
             stack.extend(linux.children(current))
         return total / 2**20
 
-    @staticmethod
-    def write_log(data):
-        """Write log output to our stderr; a full or broken stderr never stops the loop."""
+    def write_log(self, data):
+        """Write log output to our stderr; a full or broken stderr never stops the loop (stderr.py)."""
+        self.stderr.write(data)
+
+    def flush_log(self):
+        """At exit: give what waits for stderr a last chance, without blocking."""
+        self.stderr.flush()
+
+
+def _close(*fds):
+    for fd in fds:
         try:
-            os.write(2, data)
+            os.close(fd)
         except OSError:
             pass
