@@ -1,50 +1,47 @@
-"""Upstream faults on demand, around any provider (for demonstrations and tests).
+"""Upstream faults on demand around any provider, for the scanner tests.
 
-`[provider] sim_hang_symbols = ["TSLA"]` makes every call for TSLA block
-forever, ignoring its timeout, exactly like the upstream read that froze the
-old service for 27 hours; `sim_fail_symbols` makes them fail at once. With
-neither set, the provider is used as it is.
+`fail` maps a symbol to the exception its calls raise (or holds symbols that
+fail with a plain ProviderError): a call that touches one of them fails as a
+whole, as a real batched request does when its server errs, times out or
+trickles. `calls` records every call (method, symbols), so a test can see
+how a batch was split.
 """
-import time
-
 from workers.providers.base import Provider, ProviderError
 
 
 class FaultyProvider(Provider):
-    def __init__(self, inner, hang=(), fail=()):
+    def __init__(self, inner, fail=()):
         self.inner = inner
         self.name = inner.name
-        self.hang = frozenset(hang)
-        self.fail = frozenset(fail)
+        self.fail = fail
+        self.calls = []
 
-    def _check(self, symbols):
-        if self.hang.intersection(symbols):
-            while True:  # never returns, never raises: only a kill ends this
-                time.sleep(3600)
-        failing = self.fail.intersection(symbols)
+    def _check(self, method, symbols):
+        self.calls.append((method, tuple(symbols)))
+        failing = sorted(set(self.fail).intersection(symbols))
         if failing:
-            raise ProviderError(f"simulated upstream failure for {', '.join(sorted(failing))}",
-                                symbol=sorted(failing)[0])
+            error = self.fail[failing[0]] if isinstance(self.fail, dict) else None
+            raise error or ProviderError(f"simulated upstream failure for {', '.join(failing)}", symbol=failing[0])
 
     def quotes(self, symbols, *, timeout=None):
         symbols = list(symbols)
-        self._check(symbols)
+        self._check("quotes", symbols)
         return self.inner.quotes(symbols, timeout=timeout)
 
     def daily_bars(self, symbol, days=365, *, timeout=None):
-        self._check([symbol])
+        self._check("daily_bars", [symbol])
         return self.inner.daily_bars(symbol, days, timeout=timeout)
 
     def intraday_bars(self, symbol, minutes=5, days=1, *, timeout=None):
-        self._check([symbol])
+        self._check("intraday_bars", [symbol])
         return self.inner.intraday_bars(symbol, minutes, days, timeout=timeout)
 
     def expirations(self, symbol, count=4, *, timeout=None):
-        self._check([symbol])
+        self._check("expirations", [symbol])
         return self.inner.expirations(symbol, count, timeout=timeout)
 
     def option_chain(self, symbol, expiration, strike_band_pct=5.0, *, timeout=None):
-        self._check([symbol])
+        self._check("option_chain", [symbol])
         return self.inner.option_chain(symbol, expiration, strike_band_pct, timeout=timeout)
 
     def close(self):

@@ -9,7 +9,7 @@ import pytest
 from supervisor import config as config_module
 from tests import configs
 from workers import technical, watchlist, whale_flows
-from workers.providers.faults import FaultyProvider
+from tests.faulty_provider import FaultyProvider
 from workers.providers.sim import SimProvider
 from workers.quarantine import Quarantine
 from workers.scanner import CycleFailed
@@ -21,17 +21,21 @@ NOW = dt.datetime(2026, 11, 25, 20, 0, tzinfo=dt.timezone.utc)  # a Wednesday, 3
 class FakeContext:
     """What a scan sees of its worker: options and a heartbeat that records."""
 
-    def __init__(self, kind, state_dir, **options):
+    def __init__(self, kind, state_dir, handed_over=None, **options):
         spec = configs.build({"w": {"kind": kind, "interval": 60, **options}}).workers["w"]
         self.spec, self.name, self.options, self.state_dir = spec, "w", dict(spec.options), str(state_dir)
+        self.handed_over = handed_over  # a protocol.Beat, as the supervisor hands it over
         self.beats = []
 
     def beat(self, phase, item=None):
         self.beats.append((phase, item))
 
+    def hung_on(self, phase, item):
+        return self.handed_over is not None and self.handed_over.names(phase, item)
 
-def make_scan(scan_class, kind, tmp_path, provider=None, quarantine=None, **options):
-    ctx = FakeContext(kind, tmp_path, **options)
+
+def make_scan(scan_class, kind, tmp_path, provider=None, quarantine=None, handed_over=None, **options):
+    ctx = FakeContext(kind, tmp_path, handed_over, **options)
     provider = provider or SimProvider(seed=1, clock=lambda: NOW)
     quarantine = quarantine or Quarantine(None)
     return scan_class(ctx, provider, StoreWriter(tmp_path, now=lambda: NOW), quarantine), ctx
@@ -39,7 +43,7 @@ def make_scan(scan_class, kind, tmp_path, provider=None, quarantine=None, **opti
 
 def test_watchlist_cycle_stores_every_symbol_and_beats_per_batch(tmp_path):
     scan, ctx = make_scan(watchlist.WatchlistScan, "watchlist", tmp_path, batch_size=50)
-    counts = scan.cycle()
+    counts = scan.run_cycle()
     symbols = ctx.options["symbols"]
     assert counts["stored"] == len(symbols) == counts["fresh"]
     assert [b for b in ctx.beats if b[0] == "fetch"] == [
@@ -53,10 +57,10 @@ def test_failing_symbol_keeps_its_previous_row_and_the_cycle_succeeds(tmp_path):
     faulty = FaultyProvider(sim)
     scan, ctx = make_scan(watchlist.WatchlistScan, "watchlist", tmp_path, provider=faulty, batch_size=1,
                           symbols=["AAPL", "MSFT", "TSLA"])
-    scan.cycle()
+    scan.run_cycle()
     faulty.fail = frozenset({"TSLA"})
-    counts = scan.cycle()
-    assert counts == {"symbols": 3, "fresh": 2, "stored": 3, "failed": 1}
+    counts = scan.run_cycle()
+    assert counts == {"symbols": 3, "fresh": 2, "stored": 3, "missed": 1, "quarantined": 0}
     rows = {r["symbol"] for r in StoreReader(tmp_path).watchlist(order_by="symbol")}
     assert rows == {"AAPL", "MSFT", "TSLA"}
 
@@ -64,17 +68,19 @@ def test_failing_symbol_keeps_its_previous_row_and_the_cycle_succeeds(tmp_path):
 def test_cycle_with_nothing_fetched_fails_and_keeps_the_stored_data(tmp_path):
     faulty = FaultyProvider(SimProvider(seed=1, clock=lambda: NOW))
     scan, _ = make_scan(watchlist.WatchlistScan, "watchlist", tmp_path, provider=faulty, symbols=["AAPL", "MSFT"])
-    scan.cycle()
+    scan.run_cycle()
     faulty.fail = frozenset({"AAPL", "MSFT"})
     with pytest.raises(CycleFailed, match="no quote for any of 2 symbols"):
-        scan.cycle()
+        scan.run_cycle()
     assert len(StoreReader(tmp_path).watchlist()) == 2
 
 
-def test_suspect_batch_is_split_into_single_symbols(tmp_path):
+def test_suspects_are_fetched_alone_and_quarantined_symbols_not_at_all(tmp_path):
     quarantine = Quarantine(None)
-    quarantine.add("AAPL,MSFT", "hung the previous process")
-    assert watchlist.batches(["AAPL", "MSFT", "TSLA", "NVDA"], 2, quarantine) == ["AAPL", "MSFT", "TSLA,NVDA"]
+    quarantine.suspect(["MSFT"], "its batch failed")
+    quarantine.add("NVDA", "hung the previous process")
+    symbols = ["AAPL", "MSFT", "TSLA", "NVDA", "AMD", "META"]
+    assert watchlist.plan(symbols, 2, quarantine) == ["AAPL,TSLA", "AMD,META", "MSFT"]
 
 
 @pytest.mark.parametrize("scan_class, kind, dataset", [
@@ -84,7 +90,7 @@ def test_suspect_batch_is_split_into_single_symbols(tmp_path):
 ])
 def test_technical_cycles_store_one_row_per_symbol(tmp_path, scan_class, kind, dataset):
     scan, ctx = make_scan(scan_class, kind, tmp_path)
-    counts = scan.cycle()
+    counts = scan.run_cycle()
     assert counts["stored"] == len(ctx.options["symbols"])
     assert ("bars", "AAPL") in ctx.beats and ("scan", dataset) in ctx.beats and ("store", dataset) in ctx.beats
     reader = StoreReader(tmp_path)
@@ -94,7 +100,7 @@ def test_technical_cycles_store_one_row_per_symbol(tmp_path, scan_class, kind, d
 
 def test_simulated_market_produces_every_technical_signal(tmp_path):
     for scan_class, kind in ((technical.MacdScan, "macd"), (technical.VpbScan, "vpb"), (technical.TtmScan, "ttm")):
-        make_scan(scan_class, kind, tmp_path)[0].cycle()
+        make_scan(scan_class, kind, tmp_path)[0].run_cycle()
     reader = StoreReader(tmp_path)
     assert reader.macd(filter="bullish") and reader.macd(filter="bearish")
     assert reader.vpb(filter="bullish") and reader.vpb(filter="bearish")
@@ -103,7 +109,7 @@ def test_simulated_market_produces_every_technical_signal(tmp_path):
 
 def test_whale_cycle_stores_scored_flows_with_every_api_field(tmp_path):
     scan, ctx = make_scan(whale_flows.WhaleFlowsScan, "whale_flows", tmp_path)
-    counts = scan.cycle()
+    counts = scan.run_cycle()
     assert counts["chains"] == len(ctx.options["symbols"]) * ctx.options["expirations"]
     flows = StoreReader(tmp_path, now=lambda: NOW).whale_flows(limit=1000, hours=24)
     assert flows, "the simulated market injects large trades; the scanner found none"
@@ -181,11 +187,11 @@ def test_hung_upstream_for_one_symbol_costs_one_deadline_and_every_other_symbol_
         scan.store = StoreWriter(tmp_path, now=lambda: MARKET_TIME)
         scan.timeout = deadline  # [provider] request_timeout
         started = time.monotonic()
-        scan.cycle()
+        scan.run_cycle()
         normal = time.monotonic() - started
         fake_schwab.misbehave("/marketdata/v1/pricehistory", mode, symbol="TSLA", interval=0.2)
         started = time.monotonic()
-        counts = scan.cycle()
+        counts = scan.run_cycle()
         took = time.monotonic() - started
     finally:
         provider.close()
@@ -201,14 +207,14 @@ def test_locked_database_fails_the_cycle_clearly_and_keeps_the_previous_data(tmp
 
     scan, _ = make_scan(watchlist.WatchlistScan, "watchlist", tmp_path, symbols=["AAPL", "MSFT"])
     scan.store = StoreWriter(tmp_path, now=lambda: NOW, busy_timeout_ms=50)
-    scan.cycle()
+    scan.run_cycle()
     blocker = sqlite3.connect(tmp_path / "market_data.db")
     blocker.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(StoreError, match="watchlist.*locked"):
-            scan.cycle()
+            scan.run_cycle()
         assert len(StoreReader(tmp_path).watchlist()) == 2  # readers are not blocked, and see the old data
     finally:
         blocker.rollback()
         blocker.close()
-    assert scan.cycle()["stored"] == 2  # the next cycle works once the lock is gone
+    assert scan.run_cycle()["stored"] == 2  # the next cycle works once the lock is gone

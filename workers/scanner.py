@@ -1,35 +1,43 @@
 """The loop every scanner worker shares: fetch per item (beating), scan, store, report.
 
-A scan type supplies `cycle(self) -> counts`, built from `fetch_each` (which
-beats before every upstream call, skips quarantined items and records
-failures) and `store` (one transaction). This module owns the rest: the
-provider and store, the quarantine of what hung a predecessor, the cycle
-reports to the supervisor, and the idle wait between cycles.
+A scan type supplies `cycle(self) -> counts`, built from `fetch_one` /
+`fetch_each` (which beat before every upstream call, skip quarantined items
+and record every outcome) and `store_snapshot` (one transaction). This module
+owns the rest: the provider and store, the item a hung predecessor was
+stuck on, the verdict on a cycle's failures, the reports to the supervisor,
+and the idle wait between cycles.
 
-A failed cycle (nothing fetched, the store locked or full) is reported as
-failed and leaves the previous data served; the next cycle retries. A symbol
-that fails in an otherwise good cycle keeps its previous row (carried over
-from this process's last good result) rather than vanishing from the dataset.
+- The item the supervisor hands over (what a killed predecessor was fetching,
+  named exactly by its key) is quarantined the moment this process meets it
+  again; a watchlist batch is split instead (workers/watchlist.py).
+- A failure counts toward an item's quarantine only when it is about the
+  item. When the provider as a whole is failing (dead login, spent budget,
+  every request failing alike: workers/outcomes.py) the cycle fails at once,
+  nothing is stored and nothing is quarantined.
+- A failed cycle (nothing fetched, provider down, the store locked or full)
+  is reported as failed and leaves the previous data served; the next cycle
+  retries. A symbol that could not be fetched in an otherwise good cycle
+  keeps its stored row, with the time it was really fetched.
 """
-import collections
 import logging
 import os
 import time
 
+from workers.outcomes import CycleTally
 from workers.providers.base import ProviderError
 from workers.quarantine import Quarantine
 from workers.store import RowError, StoreError, StoreWriter
 
 log = logging.getLogger("scanner")
-
-OUTCOMES = {
-    "DeadlineExceeded": "timeout", "HttpStatusError": "http_error", "BadPayload": "bad_payload",
-    "AuthError": "auth_error", "CircuitOpen": "circuit_open", "BudgetExhausted": "budget_exhausted",
-}
+SKIPPED, OK, FAILED = "skipped", "ok", "failed"
 
 
 class CycleFailed(Exception):
     """This cycle produced nothing worth storing."""
+
+
+class ProviderDown(CycleFailed):
+    """The provider as a whole is failing; nothing of this cycle is stored or held against an item."""
 
 
 def open_provider(section, state_dir):
@@ -38,18 +46,13 @@ def open_provider(section, state_dir):
     if kind == "sim":
         from workers.providers.sim import SimProvider
 
-        provider = SimProvider(seed=int(section.get("sim_seed", 0)))
-    elif kind == "schwab":
+        return SimProvider(seed=int(section.get("sim_seed", 0)), hang=section.get("sim_hang_symbols", ()),
+                           failing=section.get("sim_fail_symbols", ()))
+    if kind == "schwab":
         from workers.providers.schwab import open_from_config
 
-        provider = open_from_config(section, state_dir)
-    else:
-        raise ValueError(f"provider.kind = {kind!r}: allowed is sim or schwab")
-    if section.get("sim_hang_symbols") or section.get("sim_fail_symbols"):
-        from workers.providers.faults import FaultyProvider
-
-        provider = FaultyProvider(provider, section.get("sim_hang_symbols", ()), section.get("sim_fail_symbols", ()))
-    return provider
+        return open_from_config(section, state_dir)
+    raise ValueError(f"provider.kind = {kind!r}: allowed is sim or schwab")
 
 
 class Scan:
@@ -64,44 +67,65 @@ class Scan:
         self.store = store
         self.quarantine = quarantine
         self.timeout = float(ctx.spec.sections.get("provider", {}).get("request_timeout", 10.0))
-        self.requests = collections.Counter()  # outcome -> provider calls, this incarnation
-        self.last_rows = {}  # symbol -> the row stored for it by the last good cycle
+        self.requests = {}  # outcome -> provider calls, this incarnation
+        self.tally = CycleTally()
+
+    def run_cycle(self):
+        """One cycle with its own tally; its outcomes are recorded whatever happens."""
+        self.tally = CycleTally()
+        try:
+            return self.cycle()
+        finally:
+            for outcome, count in self.tally.requests.items():
+                self.requests[outcome] = self.requests.get(outcome, 0) + count
+            self.tally.settle(self.quarantine)
+
+    def fetch_one(self, phase, item, fetch, own_item=True):
+        """(OK, result), (FAILED, error) or (SKIPPED, None) for one upstream call, beating before it.
+
+        `own_item` False: a failure no single item answers for (a batch)."""
+        if self.quarantine.holds(item):
+            return SKIPPED, None
+        if own_item and self.ctx.hung_on(phase, item):
+            self.quarantine.add(item, f"the previous process hung on it ({phase} {item})")
+            return SKIPPED, None
+        self.ctx.beat(phase, item)
+        try:
+            result = fetch()
+        except ProviderError as e:
+            log.warning("%s %s failed: %s", phase, item, e)
+            self.tally.record(item, e, own=own_item)
+            down = self.tally.provider_down()
+            if down:
+                raise ProviderDown(down) from None
+            return FAILED, e
+        self.tally.record(item, own=own_item)
+        return OK, result
 
     def fetch_each(self, items, fetch, phase="fetch"):
-        """Call `fetch(item)` for every item not in quarantine, beating before each.
-
-        Returns (results by item, errors by item, items skipped)."""
+        """`fetch(item)` for every item not in quarantine. Returns (results, errors, skipped) by item."""
         results, errors, skipped = {}, {}, []
         for item in items:
-            if self.quarantine.holds(item):
-                skipped.append(item)
-                continue
-            self.ctx.beat(phase, item)
-            try:
-                results[item] = fetch(item)
-            except ProviderError as e:
-                errors[item] = str(e)
-                self.requests[OUTCOMES.get(type(e).__name__, "error")] += 1
-                if type(e).__name__ != "CircuitOpen":
-                    self.quarantine.failed(item, str(e))
-                log.warning("%s %s failed: %s", phase, item, e)
+            outcome, value = self.fetch_one(phase, item, lambda: fetch(item))
+            if outcome is OK:
+                results[item] = value
+            elif outcome is FAILED:
+                errors[item] = str(value)
             else:
-                self.requests["ok"] += 1
-                self.quarantine.succeeded(item)
+                skipped.append(item)
         return results, errors, skipped
 
-    def carry_over(self, rows, failed):
-        """`rows` (by symbol) plus the last stored row of each symbol that failed this cycle."""
-        merged = dict(rows)
-        for symbol in failed:
-            if symbol not in merged and symbol in self.last_rows:
-                merged[symbol] = self.last_rows[symbol]
-        self.last_rows = merged
-        return list(merged.values())
+    def check_provider(self):
+        """Before storing: fail the cycle if, all told, its failures were the provider's, not the items'."""
+        down = self.tally.provider_down(final=True)
+        if down:
+            raise ProviderDown(down)
 
-    def store_snapshot(self, rows):
+    def store_snapshot(self, rows, keep=()):
+        """Replace the dataset with `rows`, keeping the stored rows of the symbols in `keep`."""
+        self.check_provider()
         self.ctx.beat("store", self.dataset)
-        return self.store.replace_snapshot(self.dataset, rows)
+        return self.store.replace_snapshot(self.dataset, rows, keep=keep)
 
 
 def report(ctx, scan, quarantine):
@@ -119,15 +143,14 @@ def run(ctx, scan_class):
         after_failures=int(ctx.options.get("quarantine_after", 3)),
     )
     if ctx.handed_over:
-        phase, item = ctx.handed_over
-        if item and phase not in ("idle", "store", "scan"):
-            quarantine.add(item, f"the previous process hung on it ({phase} {item})")
+        log.warning("the previous process was killed while on '%s'; it is quarantined (or, for a batch, split) "
+                    "when this process meets it", ctx.handed_over.text())
     scan = scan_class(ctx, provider, store, quarantine)
     while True:
         started = time.monotonic()
         ok, counts, error = True, {}, None
         try:
-            counts = scan.cycle()
+            counts = scan.run_cycle()
         except (CycleFailed, StoreError, RowError, ProviderError) as e:
             ok, error = False, str(e)
             log.error("%s cycle failed: %s; the previous data stays served", scan.dataset, e)

@@ -21,13 +21,13 @@ class BarsScan(Scan):
             symbols, lambda symbol: self.provider.daily_bars(symbol, days, timeout=self.timeout), phase="bars")
         bars = {s: frame for s, frame in bars.items() if len(frame)}
         if not bars:
+            self.check_provider()
             raise CycleFailed(f"no bars for any of {len(symbols)} symbols")
         self.ctx.beat("scan", self.dataset)
         wide = {field: pd.DataFrame({s: frame[field] for s, frame in bars.items()}).sort_index()
                 for field in ("high", "low", "close", "volume")}
-        table = self.scan(wide)
-        rows = {row["symbol"]: row for row in table.to_dict("records")}
-        stored = self.store_snapshot(self.carry_over(rows, set(errors) | set(skipped)))
+        rows = self.scan(wide).to_dict("records")
+        stored = self.store_snapshot(rows, keep=set(symbols) - {row["symbol"] for row in rows})
         return {"symbols": len(symbols), "fresh": len(rows), "stored": stored,
                 "failed": len(errors), "quarantined": len(skipped)}
 

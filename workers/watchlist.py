@@ -1,25 +1,38 @@
 """Watchlist scanner: price, daily change and volume for every watchlist symbol.
 
 Quotes are fetched in batches (one upstream request per `batch_size`
-symbols), beating before each. A batch that hung a predecessor is split: its
-symbols are fetched one by one, so a second hang names the one symbol to
-quarantine instead of sidelining the whole batch.
+symbols), beating before each. A batch that fails as a whole is split and
+its symbols are fetched one by one, whichever way it failed:
+
+- it hung and the process was killed: the supervisor hands the batch (named
+  exactly by its key) to the next process, which splits it at once;
+- it ran into its deadline, trickled, or came back as an error: it is split
+  in the same cycle.
+
+Its symbols become suspects (workers/quarantine.py): they are fetched alone
+until each has succeeded alone, so the one guilty symbol is found (a hang
+hands it over and quarantines it; errors of its own quarantine it after
+`quarantine_after` cycles) while every other symbol is quoted in the same
+cycle. A batch failing for a provider-wide reason (the request budget, a
+dead login) is not split: that would only multiply the requests.
 """
+import collections
 import logging
 
 from workers import scanner
-from workers.scanner import CycleFailed, Scan
+from workers.outcomes import about_the_item
+from workers.providers.base import BadPayload
+from workers.scanner import FAILED, OK, CycleFailed, Scan
 
 log = logging.getLogger("watchlist")
 
 
-def batches(symbols, size, quarantine):
-    """Items to fetch: comma-joined batches, and the single symbols of a suspect batch."""
-    items = []
-    for start in range(0, len(symbols), size):
-        batch = ",".join(symbols[start:start + size])
-        items.extend(batch.split(",") if quarantine.holds(batch) else [batch])
-    return items
+def plan(symbols, size, quarantine):
+    """What to fetch, in order: batches of `size` healthy symbols, then each suspect alone."""
+    available = [s for s in symbols if not quarantine.holds(s)]
+    healthy = [s for s in available if not quarantine.alone(s)]
+    batches = [",".join(healthy[i:i + size]) for i in range(0, len(healthy), size)]
+    return batches + [s for s in available if quarantine.alone(s)]
 
 
 class WatchlistScan(Scan):
@@ -27,21 +40,50 @@ class WatchlistScan(Scan):
 
     def cycle(self):
         symbols = list(self.options["symbols"])
-        items = batches(symbols, int(self.options["batch_size"]), self.quarantine)
-        results, errors, skipped = self.fetch_each(
-            items, lambda item: self.provider.quotes(item.split(","), timeout=self.timeout))
-        rows, failed = {}, set(skipped)
-        for item, quotes in results.items():
-            failed.update(quotes.errors)
-            for symbol, quote in quotes.iterrows():
-                rows[symbol] = {"symbol": symbol, "price": quote["price"], "daily_change": quote["daily_change"],
-                                "daily_change_pct": quote["daily_change_pct"], "volume": int(quote["volume"])}
-        for item in list(errors) + skipped:
-            failed.update(item.split(","))
+        queue = collections.deque(plan(symbols, int(self.options["batch_size"]), self.quarantine))
+        rows, missed = {}, set()
+        while queue:
+            item = queue.popleft()
+            members = item.split(",")
+            batch = len(members) > 1
+            if batch and self.ctx.hung_on("fetch", item):
+                self.split(queue, members, "its batch hung the previous process (killed)")
+                continue
+            outcome, value = self.fetch_one("fetch", item, lambda: self.provider.quotes(members, timeout=self.timeout),
+                                            own_item=not batch)
+            if outcome is OK:
+                rows.update(self.take(value, members))
+                missed.update(m for m in members if m not in rows)
+            elif outcome is FAILED and batch and about_the_item(value):
+                self.split(queue, members, f"its batch failed as a whole: {value}")
+            else:
+                missed.update(members)
         if not rows:
-            raise CycleFailed(f"no quote for any of {len(symbols)} symbols ({len(errors)} requests failed)")
-        stored = self.store_snapshot(self.carry_over(rows, failed))
-        return {"symbols": len(symbols), "fresh": len(rows), "stored": stored, "failed": len(failed - set(rows))}
+            self.check_provider()
+            raise CycleFailed(f"no quote for any of {len(symbols)} symbols")
+        stored = self.store_snapshot(list(rows.values()), keep=missed)
+        return {"symbols": len(symbols), "fresh": len(rows), "stored": stored, "missed": len(missed),
+                "quarantined": sum(self.quarantine.holds(s) for s in symbols)}
+
+    def split(self, queue, members, why):
+        log.warning("batch of %d symbols (%s...%s) will be fetched one by one: %s", len(members), members[0],
+                    members[-1], why)
+        self.quarantine.suspect(members, why)
+        queue.extendleft(reversed(members))
+
+    def take(self, quotes, members):
+        """The rows of one answered request; a symbol missing from it is that symbol's own failure."""
+        rows = {}
+        for symbol, quote in quotes.iterrows():
+            rows[symbol] = {"symbol": symbol, "price": quote["price"], "daily_change": quote["daily_change"],
+                            "daily_change_pct": quote["daily_change_pct"], "volume": int(quote["volume"])}
+        for symbol in members:
+            if symbol not in rows:
+                self.tally.record(symbol, BadPayload(quotes.errors.get(symbol, "no quote in the answer")),
+                                  request=False)
+            elif len(members) > 1:  # a single symbol's success was recorded with its request
+                self.tally.record(symbol, request=False)
+        return rows
 
 
 def run(ctx):

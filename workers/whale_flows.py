@@ -75,6 +75,7 @@ class WhaleFlowsScan(Scan):
             phase="expirations")
         items = [f"{symbol} {expiry.isoformat()}" for symbol, dates in expiries.items() for expiry in dates]
         chains, chain_errors, chain_skipped = self.fetch_each(items, self.fetch_chain, phase="chain")
+        self.check_provider()
         if not chains:
             raise CycleFailed(f"no option chain for any of {len(symbols)} symbols")
         self.ctx.beat("scan", self.dataset)

@@ -147,9 +147,10 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     def quotes(self, symbols: Iterable[str], *, timeout: float | None = None) -> QuoteBatch:
-        """Latest quote per symbol; failures go to `errors`, never raise for one symbol.
+        """Latest quote per symbol; a symbol's own failure goes to `errors`, never raises.
 
-        Raises only when nothing can work at all (AuthError)."""
+        Raises a ProviderError when the request failed as a whole and no quote
+        came back (deadline, HTTP error, bad body, AuthError)."""
 
     @abc.abstractmethod
     def daily_bars(self, symbol: str, days: int = 365, *,

@@ -13,8 +13,10 @@ and POST {auth_url}/v1/oauth/token for access tokens (see schwab_auth).
 Every call has one total deadline (`timeout=` or `call_timeout_s`) covering the
 token refresh, the shared request budget, every HTTP attempt and every retry
 wait. One 401 triggers one refresh and one retry. Calls for one symbol go
-through a per-symbol circuit breaker; quotes() never raises for a symbol, it
-lists failures in `errors` (only AuthError escapes it).
+through a per-symbol circuit breaker; quotes() lists a symbol's own failure in
+`errors`, and raises only when the request failed as a whole and nothing came
+back (the deadline, an HTTP error, a dead login), so the caller can tell a
+failed batch from failed symbols.
 
 Payload parsing accepts both spellings Schwab uses for option prices (bid/ask/
 last/mark and bidPrice/askPrice/lastPrice/markPrice) and turns Schwab's -999
@@ -210,6 +212,7 @@ class SchwabProvider(Provider):
                 continue
             admitted.append(symbol)
         size = max(1, self.config.quotes_batch_size)
+        whole_failure = None
         for start in range(0, len(admitted), size):
             chunk = admitted[start:start + size]
             try:
@@ -224,6 +227,7 @@ class SchwabProvider(Provider):
                     errors[symbol] = str(exc)
                 if isinstance(exc, AuthError):
                     raise
+                whole_failure = whole_failure or exc
                 continue
             invalid = set((data.get("errors") or {}).get("invalidSymbols") or ()) \
                 if isinstance(data.get("errors"), dict) else set()
@@ -235,6 +239,8 @@ class SchwabProvider(Provider):
                     self.breaker.record_failure(symbol, exc)
                 else:
                     self.breaker.record_success(symbol)
+        if whole_failure is not None and not rows:
+            raise whole_failure  # nothing came back: the caller learns how the request failed
         ordered = {s: rows[s] for s in admitted if s in rows}
         return QuoteBatch.build(ordered, errors)
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import time
 import zlib
 from typing import Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
@@ -197,13 +198,15 @@ class SimProvider(Provider):
 
     def __init__(self, *, seed: int = 0, clock: Callable[[], dt.datetime] | None = None,
                  universe: Iterable[str] = DEFAULT_UNIVERSE,
-                 failing: Mapping[str, str] | None = None):
+                 failing: Mapping[str, str] | Iterable[str] | None = None, hang: Iterable[str] = ()):
         if seed < 0:
             raise ValueError("seed must be >= 0")
         self.seed = int(seed)
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._order = {s: i for i, s in enumerate(universe)}
-        self.failing = dict(failing or {})
+        self.failing = (dict(failing) if isinstance(failing, Mapping)
+                        else dict.fromkeys(failing or (), "simulated upstream failure"))
+        self.hang = frozenset(hang)  # calls for these never return: the 27-hour incident, on demand
         self._params = functools.lru_cache(maxsize=1024)(self._symbol_params)
         self._path = functools.lru_cache(maxsize=1024)(self._session_path)
         self._block = functools.lru_cache(maxsize=4096)(self._noise_block)
@@ -300,7 +303,14 @@ class SimProvider(Provider):
         path = o + (c - o) * np.linspace(0, 1, SESSION_MINUTES + 1) + (h - l_) * 0.04 * bridge
         return np.clip(path, l_, h)
 
+    def _hang_if_told(self, symbols) -> None:
+        """A call touching a symbol of `hang` never returns and never raises: only a kill ends it."""
+        if self.hang.intersection(symbols):
+            while True:
+                time.sleep(3600)
+
     def _check(self, symbol: str) -> str:
+        self._hang_if_told([symbol])
         if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
             raise ProviderError(f"sim: {symbol!r} is not a valid symbol", symbol=str(symbol))
         if symbol in self.failing:
@@ -311,9 +321,11 @@ class SimProvider(Provider):
     # -- the Provider interface -------------------------------------------------
 
     def quotes(self, symbols, *, timeout=None) -> QuoteBatch:
+        symbols = list(dict.fromkeys([symbols] if isinstance(symbols, str) else symbols))
+        self._hang_if_told(symbols)
         _, index, minute = self._now()
         rows, errors = {}, {}
-        for symbol in dict.fromkeys([symbols] if isinstance(symbols, str) else symbols):
+        for symbol in symbols:
             try:
                 self._check(symbol)
             except ProviderError as exc:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import sqlite3
-from typing import Any, Callable, Iterator, NamedTuple, Optional
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional
 
 from . import rows as R
 from . import schema
@@ -164,16 +165,18 @@ class StoreWriter:
 
     # -- writes -------------------------------------------------------------
 
-    def replace_snapshot(self, dataset: str, rows: Any) -> int:
-        """Replace the whole `dataset` with `rows` and stamp last_update, atomically.
+    def replace_snapshot(self, dataset: str, rows: Any, keep: Iterable[str] = ()) -> int:
+        """Replace `dataset` with `rows` and stamp last_update, atomically.
 
         `dataset` is one of watchlist, macd_scanner, vpb_scanner,
         ttm_squeeze_scanner; `rows` a DataFrame or a list of dicts with
         exactly the API.md row fields (the timestamp field may be omitted: it
-        is then `now`). One row per symbol. Returns the number of rows.
-        Raises ValueError for an unknown dataset, RowError for bad rows
-        (nothing written), StoreError if the database refused the write
-        (the previous snapshot stays).
+        is then `now`). One row per symbol. The stored rows of the symbols in
+        `keep` (those this cycle could not fetch) stay as they are, with the
+        time they were really fetched; every other old row goes. Returns the
+        number of rows the dataset now holds. Raises ValueError for an
+        unknown dataset, RowError for bad rows (nothing written), StoreError
+        if the database refused the write (the previous snapshot stays).
         """
         if dataset not in R.SNAPSHOT_DATASETS:
             raise ValueError(f"replace_snapshot takes one of {', '.join(R.SNAPSHOT_DATASETS)}, "
@@ -183,11 +186,15 @@ class StoreWriter:
         R.check_unique(dataset, prepared)
         insert = _insert_sql(dataset)
 
+        fresh = {row[0] for row in prepared}  # the symbol is every snapshot dataset's first column
+        kept = json.dumps(sorted(set(keep) - fresh))
+
         def work(conn: sqlite3.Connection) -> int:
-            conn.execute(f"DELETE FROM {dataset}")
+            conn.execute(f"DELETE FROM {dataset} WHERE symbol NOT IN (SELECT value FROM json_each(?))", (kept,))
+            carried = conn.execute(f"SELECT count(*) FROM {dataset}").fetchone()[0]
             conn.executemany(insert, prepared)
             self._stamp(conn, dataset, now)
-            return len(prepared)
+            return len(prepared) + carried
 
         return self._run(dataset, work)
 
