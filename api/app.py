@@ -31,7 +31,7 @@ from workers.store import StoreError
 
 from . import metrics
 from . import validation as V
-from .status import SupervisorUnavailable
+from .status import DATASET_WRITER_KIND, SupervisorUnavailable
 
 __all__ = ["create_app", "JSON_CONTENT_TYPE", "WORKER_FIELDS", "dumps"]
 
@@ -39,8 +39,8 @@ log = logging.getLogger("api")
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 # The fields of a GET /api/workers row (API.md), taken from the supervisor's status rows.
-WORKER_FIELDS = ("name", "state", "pid", "uptime_s", "restarts", "last_beat_age_s",
-                 "last_cycle_ok_age_s", "phase", "item", "last_exit", "rss_mb", "backoff_s")
+WORKER_FIELDS = ("name", "state", "healthy", "problem", "pid", "uptime_s", "restarts", "last_beat_age_s",
+                 "last_cycle_ok_age_s", "phase", "item", "last_exit", "rss_mb", "backoff_s", "quarantined")
 _MAX_PATH_ECHO = 200
 
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
@@ -231,7 +231,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0) -> bo
     @app.get("/api/workers")
     @_endpoint
     def workers():
-        rows = [{field: row.get(field) for field in WORKER_FIELDS} for row in status.rows()]
+        rows = [{field: _worker_field(row, field) for field in WORKER_FIELDS} for row in status.rows()]
         return _answer(200, {"success": True, "count": len(rows), "data": rows})
 
     @app.post("/api/workers/<name>/restart")
@@ -261,8 +261,17 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0) -> bo
     return app
 
 
+def _worker_field(row: dict, field: str) -> Any:
+    if field == "quarantined":
+        reported = row.get("reported") if isinstance(row.get("reported"), dict) else {}
+        return {"items": [q.get("item") for q in reported.get("quarantined") or () if isinstance(q, dict)],
+                "total": reported.get("quarantined_total", 0)}
+    return row.get(field)
+
+
 def health_problems(reader, status) -> list[str]:
-    """Why the service is degraded: unhealthy wanted workers, stale datasets, unreachable parts."""
+    """Why the service is degraded: unhealthy wanted workers, stale or never-written datasets,
+    unreachable parts."""
     problems = []
     try:
         rows = status.rows()
@@ -282,10 +291,29 @@ def health_problems(reader, status) -> list[str]:
         if entry is not None and entry["stale"]:
             problems.append(f"dataset {dataset} is stale: last written {entry['age_s']:.0f}s ago "
                             f"(limit {limits[dataset]:.0f}s)")
+        elif entry is None and (writer := _overdue_writer(dataset, rows)):
+            problems.append(f"dataset {dataset} has never been written: its worker {writer['name']} has been "
+                            f"supervised for {writer['supervised_s']:.0f}s (startup_timeout + interval "
+                            f"{writer['startup_timeout'] + writer['interval']:g}s)")
     return problems
 
 
+def _overdue_writer(dataset: str, rows: Optional[list]) -> Optional[dict]:
+    """The worker that should have written `dataset` by now (startup_timeout + one interval), if any."""
+    kind = DATASET_WRITER_KIND.get(dataset)
+    for row in rows or ():
+        try:
+            due = float(row["startup_timeout"]) + float(row["interval"])
+            if row.get("kind") == kind and row.get("wanted", True) and float(row["supervised_s"]) >= due:
+                return row
+        except (KeyError, TypeError, ValueError):
+            continue  # a row from an older supervisor: it cannot tell
+    return None
+
+
 def _worker_state(row: dict) -> str:
+    if row.get("problem"):
+        return str(row["problem"])
     text = str(row.get("state"))
     last_exit = row.get("last_exit")
     if isinstance(last_exit, dict) and last_exit.get("reason"):

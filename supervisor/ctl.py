@@ -54,6 +54,11 @@ def _clock(seconds):
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _cut(text, limit=60):
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def describe(row):
     """supervisorctl-like detail for one worker row."""
     state = row["state"]
@@ -64,16 +69,21 @@ def describe(row):
             parts.append(f"beat {row['last_beat_age_s']:.1f}s ago")
     if state in ("BACKOFF", "FLAPPING"):
         parts.append(f"respawn in {row['backoff_s']:.1f}s")
-    if state == "STOPPED" and not row["wanted"]:
+    if state == "STOPPED":
         parts.append("stopped on request")
     text = ", ".join(parts + [f"restarts {row['restarts']}"])
     exit_ = row.get("last_exit")
     if exit_ and row["restarts"]:
         why = exit_["reason"] + (f": {exit_['doing']}" if exit_.get("doing") and exit_["reason"] in ("hang", "stalled") else "")
-        text += f" ({why})"
-    quarantined = (row.get("reported") or {}).get("quarantined")
+        text += f" (last: {_cut(why)})"
+    if state == "RUNNING" and row.get("failing"):
+        text += f"; FAILING: {_cut(row['failing'], 120)}"
+    reported = row.get("reported") or {}
+    quarantined = reported.get("quarantined") or []
     if quarantined:
-        text += f"; quarantined: {', '.join(q if isinstance(q, str) else str(q.get('item')) for q in quarantined)}"
+        total = reported.get("quarantined_total", len(quarantined))
+        more = f" (+{total - len(quarantined)} more)" if total > len(quarantined) else ""
+        text += f"; quarantined: {', '.join(_cut(q.get('item'), 30) for q in quarantined)}{more}"
     return text
 
 

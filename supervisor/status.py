@@ -76,6 +76,7 @@ def row(worker, now):
         "problem": problem(worker, now) if worker.wanted else None,
         "failing": worker.failing_reason(now) if worker.wanted else None,
         "pid": worker.pid,
+        "supervised_s": _age(now, worker.created_at),
         "uptime_s": _age(now, worker.started_at) if worker.pid else None,
         "restarts": worker.restarts,
         "restarts_by_reason": dict(worker.restarts_by_reason),

@@ -89,6 +89,7 @@ class Worker:
         self.spec = spec
         self.rng = rng
         self.state = S.PENDING
+        self.created_at = now  # when the supervisor took it on (its dataset is due within a cycle of that)
         self.pid = None
         self.started_at = None
         self.first_beat_at = None
