@@ -62,10 +62,19 @@ class Tree:
         self.write_config(workers, sections, **supervisor)
 
     def write_config(self, workers, sections=None, **supervisor):
+        """Only `workers` run; or, with workers=None, every embedded default worker does."""
         supervisor.setdefault("state_dir", str(self.state_dir))
-        tables = configs.tables(workers, **supervisor)
-        tables.update(sections or {})
+        if workers is None:
+            tables = {"supervisor": supervisor}
+        else:
+            tables = configs.tables(workers, **supervisor)
+        for section, table in (sections or {}).items():
+            tables[section] = {**tables.get(section, {}), **table}
         self.config_path.write_text(configs.to_toml(tables))
+
+    def api_port(self, timeout=20.0):
+        """The port the api worker serves on (from its log line)."""
+        return int(self.wait_log(r"serving the API on [\d.]+:(\d+)", timeout).group(1))
 
     def start(self, **env):
         environ = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARS}

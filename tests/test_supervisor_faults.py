@@ -38,6 +38,7 @@ CASES = {
     "memory": ({"max_rss_mb": 120, "memory_mb": 300}, r"stopping pid \d+ \(memory: (\d+) MiB resident > max_rss_mb 120\)"),
     "garbage_heartbeat": ({}, r"stopping pid \d+ \(protocol: heartbeat line is not JSON"),
     "oversized_heartbeat": ({}, r"stopping pid \d+ \(protocol: heartbeat line longer than 4096 bytes\)"),
+    "nested_heartbeat": ({}, r"stopping pid \d+ \(protocol: heartbeat line nests too deeply"),
     "no_cycles": ({"stale_cycles": 3, "interval": 0.2}, r"stopping pid \d+ \(stalled: no successful cycle for ([\d.]+)s"),
 }
 

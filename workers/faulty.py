@@ -125,6 +125,11 @@ def _garbage_heartbeat(ctx, beat_log):
     time.sleep(10**6)
 
 
+def _nested_heartbeat(ctx, beat_log):
+    os.write(3, b"[" * 1500 + b"]" * 1500 + b"\n")  # deep enough for a RecursionError in json.loads
+    time.sleep(10**6)
+
+
 def _oversized_heartbeat(ctx, beat_log):
     os.write(3, b'{"t": "beat", "phase": "' + b"x" * 5000)
     time.sleep(10**6)
@@ -150,5 +155,6 @@ MISBEHAVIOURS = {
     "flood_stdout": _flood_stdout,
     "garbage_heartbeat": _garbage_heartbeat,
     "oversized_heartbeat": _oversized_heartbeat,
+    "nested_heartbeat": _nested_heartbeat,
     "no_cycles": _no_cycles,
 }

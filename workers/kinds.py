@@ -52,7 +52,7 @@ _BARS_OPTIONS = {"days": Option(int, 365, "calendar days of daily bars per symbo
 FAULT_MODES = (
     "healthy", "hang_sleep", "busy_loop", "sigstop", "socket_block", "ignore_term",
     "grandchild_ignores_term", "raise", "exit3", "segfault", "memory", "flood_stdout",
-    "garbage_heartbeat", "oversized_heartbeat", "crash_at_start", "no_cycles",
+    "garbage_heartbeat", "oversized_heartbeat", "nested_heartbeat", "crash_at_start", "no_cycles",
 )
 
 KINDS = {
