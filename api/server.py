@@ -45,8 +45,8 @@ import socket
 import time
 from typing import Callable, Optional
 
-from supervisor import linux
-from supervisor.worker import signal_name
+from supervisor.shared import linux
+from supervisor.shared.exits import signal_name
 
 __all__ = ["ServerProcess", "reserve", "self_check", "served_by", "loopback_host", "SERVED_BY",
            "EXIT_SERVER_FAILED"]

@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from supervisor.control_client import ControlError
+from supervisor.shared.control_client import ControlError
 
 __all__ = ["StatusSource", "SupervisorUnavailable", "DATASET_WRITER_KIND",
            "STALE_INTERVALS", "FALLBACK_STALE_AFTER_S", "stale_after"]

@@ -33,7 +33,7 @@ import os
 import time
 from typing import Optional
 
-from supervisor.control_client import ControlClient, socket_path
+from supervisor.shared.control_client import ControlClient, socket_path
 from workers.store import StoreError, StoreReader
 
 from .app import create_app

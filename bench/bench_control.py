@@ -12,7 +12,7 @@ import sys
 import time
 
 from bench.common import describe, kill_tree, percentile, start_tree, work_dir
-from supervisor.control_client import ControlClient
+from supervisor.shared.control_client import ControlClient
 
 TARGET_P50 = 0.020
 

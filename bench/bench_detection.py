@@ -47,8 +47,8 @@ def measure(directory, hangs_wanted):
     spawned = []  # (time, worker name, pid)
     real_spawn = host.spawn
 
-    def spawn(spec, handed_over):
-        pid, *fds = real_spawn(spec, handed_over)
+    def spawn(spec, handed_over, secret_env=()):
+        pid, *fds = real_spawn(spec, handed_over, secret_env)
         spawned.append((host.now(), spec.name, pid))
         return (pid, *fds)
 

@@ -10,7 +10,6 @@ import tempfile
 
 import psutil
 
-from supervisor import config as config_module
 from supervisor.host import PosixHost
 from supervisor.logs import LineFormatter, setup_logging
 from supervisor.loop import Supervisor
@@ -50,8 +49,8 @@ def start_tree(directory, workers, name="mdwd", **supervisor):
     with open(path, "w") as f:
         f.write(configs.to_toml(configs.tables(workers, fast=False, **supervisor)))
     log = open(os.path.join(directory, f"{name}.log"), "wb")
-    return subprocess.Popen([sys.executable, "-m", "supervisor", "--config", path], stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=log, start_new_session=True)
+    return subprocess.Popen([*configs.MDWD, "--config", path], stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=log, start_new_session=True, env=configs.mdwd_environ())
 
 
 def kill_tree(proc):
@@ -64,9 +63,10 @@ def kill_tree(proc):
 
 def in_process_supervisor(host, workers, quiet=True, **supervisor):
     """A real Supervisor over `host`, run by the caller with run_once()."""
-    config = config_module.from_tables(configs.tables(workers, fast=False, **supervisor))
+    config = configs.from_tables(configs.tables(workers, fast=False, **supervisor))
     setup_logging(False, (lambda data: None) if quiet else (lambda data: sys.stderr.buffer.write(data)))
-    return Supervisor(config, host, SystemdNotifier(host.now(), environ={}), LineFormatter(False))
+    return Supervisor(config, host, SystemdNotifier(host.now(), environ={}), LineFormatter(False),
+                      load_config=configs.load)
 
 
 class RecordingHost(PosixHost):

@@ -10,8 +10,8 @@ import signal
 import sys
 import traceback
 
-from supervisor import linux
-from workers.kinds import KINDS
+from supervisor.shared.registry import hidden_secrets, load_entry
+from supervisor.shared import linux
 
 HEARTBEAT_FD = 3
 SUPERVISOR_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
@@ -19,10 +19,12 @@ EXIT_PARENT_GONE = 75
 EXIT_UNCAUGHT = 1  # as the interpreter itself exits on an uncaught exception
 
 
-def run_child(spec, handed_over, heartbeat_w, log_w, parent_pid, handled_signals):
+def run_child(spec, handed_over, heartbeat_w, log_w, parent_pid, handled_signals, secret_env=()):
     code = EXIT_UNCAUGHT
     try:
         _isolate(spec.name, heartbeat_w, log_w, parent_pid, handled_signals)
+        for name in hidden_secrets(os.environ, secret_env, spec.secrets):
+            del os.environ[name]  # each kind sees only the secrets it needs
         code = _work(spec, handed_over)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -68,8 +70,8 @@ def _isolate(name, heartbeat_w, log_w, parent_pid, handled_signals):
 
 
 def _work(spec, handed_over):
-    from workers.context import WorkerContext
+    from supervisor.shared.context import WorkerContext
 
     context = WorkerContext(spec, HEARTBEAT_FD, handed_over)
-    KINDS[spec.kind].load()(context)
+    load_entry(spec.entry)(context)
     return 0

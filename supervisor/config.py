@@ -1,26 +1,36 @@
 """Configuration: embedded defaults, overridden key by key by one TOML file.
 
-`load(path)` returns a validated `Config` or raises `ConfigError` carrying one
-line per problem, each naming the key, the value and what is allowed. Unknown
-keys and sections are errors. Durations are seconds (int or float).
+`load(path, registry)` returns a validated `Config` or raises `ConfigError`
+carrying one line per problem, each naming the key, the value and what is
+allowed; nothing else comes out of it, whatever the file holds (bytes that
+are not UTF-8, a section that is not a table, nesting deep enough to exhaust
+the recursion limit). Unknown keys and sections are errors. Durations are
+seconds (int or float, finite). The worker kinds, the shared sections they
+read and the embedded defaults come from the `registry` (supervisor/shared/
+registry.py): this module knows none of them.
+
+The value of a key that looks secret (its name holds token, secret,
+password or key) is never echoed in a message.
 """
 import copy
 import dataclasses
-import importlib.resources
+import math
 import os
+import re
 import tomllib
 
-from supervisor.checks import NUMBER, positive, symbols, text, whole, zero_is_off
-from workers.kinds import KINDS
+from supervisor.shared.checks import NUMBER, positive, text, whole, zero_is_off
 
 DEFAULT_STATE_DIR = "./var"
+_SECRET_NAME = re.compile(r"token|secret|password|key", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ConfigError(Exception):
     """The configuration is invalid; `problems` holds one line per problem."""
 
     def __init__(self, problems, source="config"):
-        self.problems = list(problems)
+        self.problems = [_CONTROL.sub(lambda m: repr(m.group())[1:-1], p) for p in problems]  # one line each
         self.source = source
         super().__init__(f"{source}: " + "; ".join(self.problems))
 
@@ -47,54 +57,7 @@ SUPERVISOR_KEYS = {
     "preload": (list, _module_names, False),
 }
 PER_WORKER_KEYS = tuple(k for k, (_, _, per_worker) in SUPERVISOR_KEYS.items() if per_worker)
-WORKER_KEYS = {
-    "kind": (str, lambda v: None if v in KINDS else "one of " + ", ".join(sorted(KINDS)), False),
-    "interval": (NUMBER, positive, False),
-    "enabled": (bool, None, False),
-}
-
-
-# Tables shared by several workers; a worker kind names the ones it reads (Kind.sections), and a
-# change to one of them on reload restarts exactly the workers that read it.
-DATASETS = ("watchlist", "whale_flows", "macd_scanner", "vpb_scanner", "ttm_squeeze_scanner")
-
-
-def _stale_limits(v):
-    ok = all(k in DATASETS and isinstance(x, NUMBER) and not isinstance(x, bool) and x > 0 for k, x in v.items())
-    return None if ok else "a table of dataset = seconds > 0, datasets: " + ", ".join(DATASETS)
-
-
-def _provider_kind(v):
-    return None if v in ("sim", "schwab") else "sim (the simulated market) or schwab"
-
-
-def _url(v):
-    return None if v.startswith(("http://", "https://")) else "an http:// or https:// URL"
-
-
-SECTION_KEYS = {
-    "provider": {
-        "kind": (str, _provider_kind),
-        "request_timeout": (NUMBER, positive),
-        "requests_per_minute": (int, whole(1, 10000)),
-        "sim_seed": (int, whole(0)),
-        "base_url": (str, _url),
-        "auth_url": (str, _url),
-        "token_file": (str, text),
-        "sim_hang_symbols": (list, symbols(allow_empty=True)),
-        "sim_fail_symbols": (list, symbols(allow_empty=True)),
-    },
-    "api": {
-        "host": (str, text),
-        "port": (int, whole(0, 65535, note=" (a TCP port; 0 = any free port)")),
-        "token": (str, None),
-        "threads": (int, whole(1, 256)),
-        "processes": (int, whole(1, 16)),
-        "self_check_interval": (NUMBER, positive),
-        "stale_after": (dict, _stale_limits),
-    },
-}
-SECTIONS = ("supervisor", "workers", *SECTION_KEYS)
+WORKER_KEYS = {"interval": (NUMBER, positive), "enabled": (bool, None)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +66,7 @@ class WorkerSpec:
 
     name: str
     kind: str
+    entry: str  # the kind's entry point, "module:function"
     interval: float
     enabled: bool
     state_dir: str
@@ -116,7 +80,8 @@ class WorkerSpec:
     stale_cycles: float
     log_lines_per_second: float
     options: dict  # the kind's own options
-    sections: dict  # the shared tables ([api], ...) this kind reads
+    sections: dict  # the shared tables ([provider], ...) this kind reads
+    secrets: tuple = ()  # the secret environment variables this kind may see
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,41 +93,64 @@ class Config:
     preload: tuple  # modules imported before forking, shared copy-on-write by every child
     workers: dict  # name -> WorkerSpec, enabled or not
     raw: dict  # the merged tables, for the components that own other sections
+    secret_env: tuple = ()  # patterns of secret environment variables (the registry's)
 
     @property
     def enabled_workers(self):
         return {name: spec for name, spec in self.workers.items() if spec.enabled}
 
 
-def defaults():
-    source = importlib.resources.files("supervisor").joinpath("default_config.toml").read_text()
-    return tomllib.loads(source)
+def defaults(registry):
+    return tomllib.loads(registry.defaults)
 
 
-def load(path=None, environ=None):
+def read_file(path):
+    """The TOML tables of a config file; ConfigError for a file that cannot be read or parsed."""
+    source = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError([f"cannot read config file: {e.strerror or e}"], source) from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start}"], source) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"not valid TOML: {e}"], source) from None
+    except RecursionError:
+        raise ConfigError(["not usable TOML: arrays or tables nest too deeply"], source) from None
+
+
+def load(path=None, *, registry, environ=None):
     """Read `path` (or only the defaults when None) and validate the merged result."""
-    source = str(path) if path else "embedded defaults"
-    override = {}
-    if path:
-        try:
-            with open(path, "rb") as f:
-                override = tomllib.load(f)
-        except OSError as e:
-            raise ConfigError([f"cannot read config file: {e.strerror}"], source) from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError([f"not valid TOML: {e}"], source) from None
-    return from_tables(override, str(path or ""), environ, source)
+    override = read_file(path) if path else {}
+    return from_tables(override, str(path or ""), environ, str(path) if path else "embedded defaults",
+                       registry=registry)
 
 
-def from_tables(override, path="", environ=None, source="config"):
+def from_tables(override, path="", environ=None, source="config", *, registry):
     """Validate `override` (parsed TOML tables) merged over the embedded defaults."""
     environ = os.environ if environ is None else environ
-    merged = merge(defaults(), override)
-    problems = []
-    config = _build(merged, override, path, environ, problems)
+    try:
+        merged = merge(defaults(registry), override)
+        problems = []
+        config = _build(merged, override, path, environ, problems, registry)
+    except RecursionError:
+        raise ConfigError(["arrays or tables nest too deeply"], source) from None
     if problems:
         raise ConfigError(problems, source)
     return config
+
+
+def state_dir_of(tables, environ):
+    """Where the state lives, from a config file's parsed tables: its [supervisor] state_dir, else
+    systemd's $STATE_DIRECTORY, else DEFAULT_STATE_DIR (the embedded default); made absolute."""
+    sup = tables.get("supervisor") if isinstance(tables.get("supervisor"), dict) else {}
+    state_dir = sup.get("state_dir")
+    if not isinstance(state_dir, str) or not state_dir.strip():
+        state_dir = environ["STATE_DIRECTORY"].split(":")[0] if environ.get("STATE_DIRECTORY") else DEFAULT_STATE_DIR
+    return os.path.abspath(state_dir)
 
 
 def merge(base, override):
@@ -176,15 +164,23 @@ def merge(base, override):
     return result
 
 
+def _shown(key, value):
+    """A value as a message may quote it: never the value of a secret-looking key."""
+    return "(hidden)" if _SECRET_NAME.search(str(key)) else repr(value)
+
+
 def _check(where, key, value, types, check, problems):
     ok_type = isinstance(value, types) and not (isinstance(value, bool) and bool not in _as_tuple(types))
     if not ok_type:
         names = " or ".join(t.__name__ for t in _as_tuple(types))
-        problems.append(f"{where}.{key} = {value!r}: expected {names}")
+        problems.append(f"{where}.{key} = {_shown(key, value)}: expected {names}")
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append(f"{where}.{key} = {_shown(key, value)}: allowed is a finite number")
         return False
     allowed = check(value) if check else None
     if allowed:
-        problems.append(f"{where}.{key} = {value!r}: allowed is {allowed}")
+        problems.append(f"{where}.{key} = {_shown(key, value)}: allowed is {allowed}")
         return False
     return True
 
@@ -193,94 +189,112 @@ def _as_tuple(types):
     return types if isinstance(types, tuple) else (types,)
 
 
-def _build(merged, override, path, environ, problems):
-    for section in merged:
-        if section not in SECTIONS:
-            problems.append(f"[{section}]: unknown section; allowed are " + ", ".join(f"[{s}]" for s in SECTIONS))
-    for section, keys in SECTION_KEYS.items():
+def _unknown(where, key, value, allowed, problems):
+    problems.append(f"{where}.{key} = {_shown(key, value)}: unknown key; allowed are " + ", ".join(allowed))
+
+
+def _tables_only(merged, registry, problems):
+    """Every section is a table; a section that is not is reported, and checked as its default."""
+    sections = ("supervisor", "workers", *registry.sections)
+    default = defaults(registry)
+    for section, value in list(merged.items()):
+        if section not in sections:
+            problems.append(f"[{section}]: unknown section; allowed are " + ", ".join(f"[{s}]" for s in sections))
+            del merged[section]
+        elif not isinstance(value, dict):
+            problems.append(f"{section} = {_shown(section, value)}: expected a table [{section}]")
+            merged[section] = default.get(section, {})
+
+
+def _build(merged, override, path, environ, problems, registry):
+    _tables_only(merged, registry, problems)
+    for section, spec in registry.sections.items():
         table = merged.get(section, {})
-        for key, value in (table.items() if isinstance(table, dict) else ()):
-            if key not in keys:
-                problems.append(f"{section}.{key} = {value!r}: unknown key; allowed are " + ", ".join(keys))
+        ok = True
+        for key, value in table.items():
+            if key not in spec.keys:
+                _unknown(section, key, value, spec.keys, problems)
+                ok = False
             else:
-                _check(section, key, value, *keys[key], problems)
+                ok = _check(section, key, value, *spec.keys[key], problems) and ok
+        if ok and spec.check:
+            problems.extend(spec.check(table))
     sup = merged.get("supervisor", {})
     before = len(problems)
     for key, value in sup.items():
         if key not in SUPERVISOR_KEYS:
-            problems.append(f"supervisor.{key} = {value!r}: unknown key; allowed are " + ", ".join(SUPERVISOR_KEYS))
+            _unknown("supervisor", key, value, SUPERVISOR_KEYS, problems)
         else:
             _check("supervisor", key, value, *SUPERVISOR_KEYS[key][:2], problems)
     supervisor_ok = len(problems) == before
-    state_dir = sup.get("state_dir", DEFAULT_STATE_DIR)
-    if "state_dir" not in override.get("supervisor", {}) and environ.get("STATE_DIRECTORY"):
-        state_dir = environ["STATE_DIRECTORY"].split(":")[0]  # systemd's StateDirectory=
-    state_dir = os.path.abspath(state_dir) if isinstance(state_dir, str) else DEFAULT_STATE_DIR
+    if supervisor_ok and sup["backoff_max"] < sup["backoff_initial"]:
+        problems.append(f"supervisor.backoff_max = {sup['backoff_max']!r}: allowed is a number >= "
+                        f"backoff_initial ({sup['backoff_initial']:g})")
+        supervisor_ok = False
+    state_dir = state_dir_of(override, environ)
     workers = {}
-    tables = merged.get("workers", {})
-    if not isinstance(tables, dict):
-        problems.append("workers: expected tables [workers.NAME]")
-        tables = {}
-    for name, table in tables.items():
-        spec = _worker(name, table, merged, state_dir, problems, supervisor_ok)
+    for name, table in merged.get("workers", {}).items():
+        spec = _worker(name, table, merged, state_dir, problems, supervisor_ok, registry)
         if spec:
             workers[name] = spec
     if not problems and not any(s.enabled for s in workers.values()):
         problems.append("workers: no worker is enabled; nothing to supervise")
-    if not problems:
-        _check_backoff_order(workers, problems)
     if problems:
         return None
     return Config(path, state_dir, sup["escalate_after"], float(sup["escalate_window"]), tuple(sup["preload"]),
-                  workers, merged)
+                  workers, merged, tuple(registry.secret_env))
 
 
-def _worker(name, table, merged, state_dir, problems, supervisor_ok):
+def _worker(name, table, merged, state_dir, problems, supervisor_ok, registry):
     where = f"workers.{name}"
     sup = merged.get("supervisor", {})
+    kinds = registry.kinds
     if not isinstance(table, dict):
-        problems.append(f"{where} = {table!r}: expected a table [{where}]")
+        problems.append(f"{where} = {_shown(name, table)}: expected a table [{where}]")
         return None
     if not name.replace("_", "").replace("-", "").isalnum() or len(name) > 32:
         problems.append(f"[{where}]: worker names are letters, digits, '_' or '-', at most 32 characters")
     kind_name = table.get("kind")
     if kind_name is None:
-        problems.append(f"{where}.kind is missing: allowed is one of " + ", ".join(sorted(KINDS)))
+        problems.append(f"{where}.kind is missing: allowed is one of " + ", ".join(sorted(kinds)))
         return None
+    if not isinstance(kind_name, str) or kind_name not in kinds:
+        problems.append(f"{where}.kind = {kind_name!r}: allowed is one of " + ", ".join(sorted(kinds)))
+        return None
+    kind = kinds[kind_name]
     before = len(problems)
     if "interval" not in table:
         problems.append(f"{where}.interval is missing: seconds between cycles, a number > 0")
     options = {}
-    kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
-    kind_options = kind.options if kind else {}
     for key, value in table.items():
+        if key == "kind":
+            continue
         if key in WORKER_KEYS:
-            _check(where, key, value, *WORKER_KEYS[key][:2], problems)
+            _check(where, key, value, *WORKER_KEYS[key], problems)
         elif key in PER_WORKER_KEYS:
             _check(where, key, value, *SUPERVISOR_KEYS[key][:2], problems)
-        elif key in kind_options:
-            opt = kind_options[key]
+        elif key in kind.options:
+            opt = kind.options[key]
             if _check(where, key, value, opt.type, opt.check, problems):
                 options[key] = value
         else:
-            allowed = list(WORKER_KEYS) + list(PER_WORKER_KEYS) + list(kind_options)
-            problems.append(f"{where}.{key} = {value!r}: unknown key; allowed are " + ", ".join(allowed))
+            _unknown(where, key, value, ["kind", *WORKER_KEYS, *PER_WORKER_KEYS, *kind.options], problems)
     if len(problems) > before or not supervisor_ok:
         return None
-    for key, opt in kind_options.items():
-        options.setdefault(key, copy.deepcopy(opt.default))
     settings = {key: float(table.get(key, sup.get(key))) for key in PER_WORKER_KEYS}
+    if settings["backoff_max"] < settings["backoff_initial"]:  # reported where it was set, once
+        if "backoff_max" in table:
+            problems.append(f"{where}.backoff_max = {table['backoff_max']!r}: allowed is a number >= "
+                            f"backoff_initial ({settings['backoff_initial']:g})")
+        else:
+            problems.append(f"{where}.backoff_initial = {table['backoff_initial']!r}: allowed is a number <= "
+                            f"backoff_max ({settings['backoff_max']:g})")
+        return None
+    for key, opt in kind.options.items():
+        options.setdefault(key, copy.deepcopy(opt.default))
     sections = {section: copy.deepcopy(merged.get(section, {})) for section in kind.sections}
     return WorkerSpec(
-        name=name, kind=kind_name, interval=float(table["interval"]), enabled=table.get("enabled", True),
-        state_dir=state_dir, options=options, sections=sections, **settings,
+        name=name, kind=kind_name, entry=kind.entry, interval=float(table["interval"]),
+        enabled=table.get("enabled", True), state_dir=state_dir, options=options, sections=sections,
+        secrets=tuple(kind.secrets), **settings,
     )
-
-
-def _check_backoff_order(workers, problems):
-    for spec in workers.values():
-        if spec.backoff_max < spec.backoff_initial:
-            problems.append(
-                f"workers.{spec.name}.backoff_max = {spec.backoff_max!r}: allowed is a number >= "
-                f"backoff_initial ({spec.backoff_initial!r})"
-            )

@@ -24,7 +24,7 @@ import json
 import os
 import sys
 
-from supervisor.control_client import ControlClient, ControlError, socket_path
+from supervisor.shared.control_client import ControlClient, ControlError, socket_path
 
 EXIT_OK, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_UNREACHABLE = 0, 2, 3, 4
 
@@ -189,17 +189,23 @@ def parser():
 SERVICE_SOCKET = "/run/market-data-worker/mdwd.sock"  # the systemd unit's RuntimeDirectory
 
 
-def find_socket(args):
-    """--socket; else the config's socket; else, if that does not exist, the systemd service's."""
+def find_socket(args, environ=os.environ):
+    """--socket; else the socket of the config's state_dir; else, if that does not exist, the
+    systemd service's. A config that cannot be read is reported and the other rules still apply.
+
+    Only [supervisor] state_dir is read from the config: mdwctl needs no worker kinds to find mdwd."""
     if args.socket:
         return args.socket
     from supervisor import config as config_module
 
-    try:
-        config = config_module.load(args.config)
-    except config_module.ConfigError as e:
-        raise CtlError(f"mdwctl: cannot read the config to find the socket: {e}", EXIT_USAGE) from None
-    path = socket_path(config.state_dir, os.environ)
+    tables = {}
+    if args.config:
+        try:
+            tables = config_module.read_file(args.config)
+        except config_module.ConfigError as e:
+            print(f"mdwctl: cannot use the config to find the socket ({e}); trying the default places",
+                  file=sys.stderr)
+    path = socket_path(config_module.state_dir_of(tables, environ), environ)
     if not os.path.exists(path) and os.path.exists(SERVICE_SOCKET):
         return SERVICE_SOCKET
     return path

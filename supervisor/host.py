@@ -13,7 +13,8 @@ import signal
 import sys
 import time
 
-from supervisor import child, linux
+from supervisor import child
+from supervisor.shared import linux
 from supervisor.stderr import StderrSink
 
 log = logging.getLogger("mdwd")
@@ -109,8 +110,11 @@ class PosixHost:
             total += len(data)
         return b"".join(chunks) if chunks else None
 
-    def spawn(self, spec, handed_over):
-        """Fork a child for `spec`; return (pid, heartbeat read fd, log read fd)."""
+    def spawn(self, spec, handed_over, secret_env=()):
+        """Fork a child for `spec`; return (pid, heartbeat read fd, log read fd).
+
+        `secret_env`: the environment variables holding secrets; the child keeps
+        only those its kind asks for (spec.secrets)."""
         heartbeat_r, heartbeat_w = os.pipe()
         try:
             log_r, log_w = os.pipe()
@@ -124,7 +128,7 @@ class PosixHost:
         try:
             pid = self._fork()
             if pid == 0:
-                child.run_child(spec, handed_over, heartbeat_w, log_w, self.pid, HANDLED_SIGNALS)
+                child.run_child(spec, handed_over, heartbeat_w, log_w, self.pid, HANDLED_SIGNALS, secret_env)
         except OSError:  # EAGAIN, ENOMEM: no child; none of its four pipe ends may leak
             _close(heartbeat_r, heartbeat_w, log_r, log_w)
             raise

@@ -12,7 +12,8 @@ import logging
 import signal
 
 from supervisor import config as config_module
-from supervisor import protocol, status
+from supervisor import status
+from supervisor.shared import protocol
 from supervisor.logs import ChildOutput
 from supervisor.states import RUNNING_STATES, STOPPING_STATES, WAITING_STATES, StopReason, WorkerState
 from supervisor.worker import Worker
@@ -36,7 +37,8 @@ class Channel:
 
 
 class Supervisor:
-    def __init__(self, config, host, notifier, formatter, load_config=config_module.load, control=None):
+    def __init__(self, config, host, notifier, formatter, load_config, control=None):
+        """`load_config(path)` reads the config again on reload (config.load with the registry bound)."""
         self.config = config
         self.host = host
         self.control = control  # a ControlServer, or None
@@ -366,7 +368,7 @@ class Supervisor:
     def spawn(self, worker, now):
         handed_over = worker.handed_over
         try:
-            pid, heartbeat_fd, log_fd = self.host.spawn(worker.spec, handed_over)
+            pid, heartbeat_fd, log_fd = self.host.spawn(worker.spec, handed_over, self.config.secret_env)
         except OSError as e:
             worker.on_spawn_failed(e.strerror or str(e), now)
             self.failures.append(now)

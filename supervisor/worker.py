@@ -14,9 +14,9 @@ make a worker healthy; a successful cycle does.
 import collections
 import os
 import random
-import signal
 
-from supervisor.protocol import Beat
+from supervisor.shared.exits import signal_name
+from supervisor.shared.protocol import Beat
 from supervisor.states import (
     BACKOFF_STATES, FLAPPING_AFTER, PROCESS_STATES, RUNNING_STATES, STOPPING_STATES, WANTED_STATES, WAITING_STATES,
     StopReason, WorkerState, backoff_delay, check_transition,
@@ -43,17 +43,6 @@ class CycleHistogram:
     def as_dict(self):
         return {"buckets": [[("+Inf" if b == float("inf") else b), c] for b, c in zip(CYCLE_BUCKETS, self.counts)],
                 "sum": round(self.sum, 6), "count": self.counts[-1]}
-
-
-def signal_name(code):
-    """The name of the signal that ended a process, from its exit code as
-    os.waitstatus_to_exitcode gives it (negative for a signal); None if it exited."""
-    if code is not None and code < 0:
-        try:
-            return signal.Signals(-code).name
-        except ValueError:
-            return f"signal {-code}"
-    return None
 
 
 class Exit:

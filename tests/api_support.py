@@ -12,7 +12,7 @@ import pytest
 
 from api.app import create_app
 from api.status import StatusSource
-from supervisor.control_client import ControlClient
+from supervisor.shared.control_client import ControlClient
 from tests.fake_control import FakeControl, worker_row
 from workers.store import StoreError, StoreReader, StoreWriter
 

@@ -1,7 +1,23 @@
-"""Build test configurations that run only the workers a test names."""
+"""Build test configurations that run only the workers a test names, with the drill kinds registered."""
+import functools
+import os
+import sys
 import tomllib
 
 from supervisor import config as config_module
+from workers import kinds
+
+REGISTRY = kinds.with_drills()
+load = functools.partial(config_module.load, registry=REGISTRY)
+from_tables = functools.partial(config_module.from_tables, registry=REGISTRY)
+defaults = functools.partial(config_module.defaults, REGISTRY)
+# How tests and benchmarks start mdwd: the service's entry point, drill kinds switched on.
+MDWD = (sys.executable, "-m", "workers.service")
+DRILLS_ENV = {"MDW_DRILLS": "1"}
+
+
+def mdwd_environ(**extra):
+    return {**os.environ, **DRILLS_ENV, **extra}
 
 FAST = {
     "heartbeat_timeout": 1.0,
@@ -17,13 +33,13 @@ def tables(workers, fast=True, **supervisor):
     """Config tables: the given workers, every embedded default worker disabled.
 
     With `fast` the supervisor's timeouts are the short FAST ones tests use; without, the defaults."""
-    all_workers = {name: {"enabled": False} for name in config_module.defaults()["workers"]}
+    all_workers = {name: {"enabled": False} for name in defaults()["workers"]}
     all_workers.update(workers)
     return {"supervisor": {**(FAST if fast else {}), **supervisor}, "workers": all_workers}
 
 
 def build(workers, **supervisor):
-    return config_module.from_tables(tables(workers, **supervisor), path="")
+    return from_tables(tables(workers, **supervisor), path="")
 
 
 def to_toml(data, prefix=""):

@@ -10,7 +10,7 @@ import itertools
 import os
 import signal
 
-from supervisor import protocol
+from supervisor.shared import protocol
 
 
 class FakeProcess:
@@ -113,7 +113,7 @@ class FakeHost:
         self.buffers.pop(fd, None)
         self.eof.discard(fd)
 
-    def spawn(self, spec, handed_over):
+    def spawn(self, spec, handed_over, secret_env=()):
         if self.spawn_error:
             raise self.spawn_error
         pid = next(self.pids)

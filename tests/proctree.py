@@ -78,10 +78,11 @@ class Tree:
 
     def start(self, **env):
         environ = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARS}
-        environ.update(env, MDW_TEST_TAG=self.tag, PYTHONUNBUFFERED="1")
+        environ.update(configs.DRILLS_ENV, MDW_TEST_TAG=self.tag, PYTHONUNBUFFERED="1")
+        environ.update(env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "supervisor", "--config", str(self.config_path)],
+                [*configs.MDWD, "--config", str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, env=environ,
                 start_new_session=True,
             )

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import WORKER_FIELDS
 from api.status import FALLBACK_STALE_AFTER_S, StatusSource, stale_after
-from supervisor.control_client import ControlClient
+from supervisor.shared.control_client import ControlClient
 from tests.api_support import NOW, TOKEN, _BrokenStore, call, get, scanner_rows
 from tests.fake_control import FakeControl, worker_row
 from tests.proctree import poll

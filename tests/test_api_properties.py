@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from api import validation as V
 from api.app import create_app
 from api.status import StatusSource
-from supervisor.control_client import ControlClient
+from supervisor.shared.control_client import ControlClient
 from tests.fake_control import FakeControl
 from tests.api_support import NOW, TOKEN, call, fill, scanner_rows
 from workers.store import StoreReader

@@ -28,7 +28,7 @@ import pytest
 
 from api.server import SERVED_BY, reserve, self_check
 from api.worker import EXIT_CANNOT_LISTEN, EXIT_SERVER_DIED, ApiWorker, settings_from
-from supervisor.protocol import MessageDecoder
+from supervisor.shared.protocol import MessageDecoder
 from tests.fake_control import FakeControl, worker_row
 from tests.proctree import poll
 from tests.api_support import fill
@@ -242,7 +242,7 @@ def child_main(argv):
     import logging
 
     from api.worker import run
-    from workers.context import WorkerContext
+    from supervisor.shared.context import WorkerContext
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     section = json.loads(argv[2])

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from supervisor.control_client import ControlClient
+from supervisor.shared.control_client import ControlClient
 from tests.proctree import poll
 
 GOOD = {"kind": "faulty", "interval": 0.2, "mode": "healthy", "beat_interval": 0.05}
@@ -160,7 +160,7 @@ def test_connection_from_another_uid_is_refused(tree):
     # mdwd answers a refused client at once and closes, maybe before the request is sent: the client
     # must still read why (ControlClient does).
     # Everything is imported before setuid: the interpreter's own files may be unreadable to that uid.
-    code = (f"import ctypes, os; from supervisor.control_client import ControlClient; "
+    code = (f"import ctypes, os; from supervisor.shared.control_client import ControlClient; "
             f"fd = os.open({path!r}, os.O_PATH); os.setgid(65534); os.setuid(65534); "
             "ctypes.CDLL(None).prctl(4, 1, 0, 0, 0); "
             "print(ControlClient(f'/proc/self/fd/{fd}', timeout=10).call('status'))")
@@ -205,4 +205,26 @@ def test_second_supervisor_on_the_same_state_dir_refuses_to_start(tree, make_tre
     second.config_path.write_text(tree.config_path.read_text())
     second.start()
     assert second.proc.wait(30) == 2
-    assert "another mdwd is already listening there" in second.log()
+    assert f"another mdwd (pid {tree.pid}) is already running with state_dir {tree.state_dir}" in second.log()
+
+
+def test_daemons_started_together_on_one_state_dir_leave_exactly_one_running(make_tree, tmp_path):
+    """With a stale socket left behind, the socket probe alone let two start in about 1 run in 6."""
+    state = tmp_path / "shared-state"
+    state.mkdir()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(state / "mdwd.sock"))  # a socket file nobody listens on: what a killed mdwd leaves
+    stale.close()
+    trees = []
+    for i in range(6):
+        trees.append(make_tree({"alpha": GOOD}, state_dir=str(state)))
+        (trees[-1].dir / f"t{i}").mkdir()
+        trees[-1].log_path = trees[-1].dir / f"t{i}" / "mdwd.log"
+    for tree in trees:
+        tree.start()
+    losers = poll(lambda: [t for t in trees if t.proc.poll() is not None] if sum(
+        t.proc.poll() is not None for t in trees) == 5 else None, 30, what="five of six to give up")
+    assert all(t.proc.returncode == 2 and "is already running with state_dir" in t.log() for t in losers)
+    (winner,) = [t for t in trees if t not in losers]
+    assert ControlClient(state / "mdwd.sock").call("pid")["pid"] == winner.pid
+    assert winner.stop() == 0

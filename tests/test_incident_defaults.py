@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from supervisor.control_client import ControlClient
+from supervisor.shared.control_client import ControlClient
 from tests.proctree import poll
 from workers.store import StoreReader
 from workers.universe import DEFAULT_UNIVERSE, WATCHLIST

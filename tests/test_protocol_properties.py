@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor import protocol
-from supervisor.protocol import MAX_MESSAGE, MessageDecoder, ProtocolError
+from supervisor.shared import protocol
+from supervisor.shared.protocol import MAX_MESSAGE, MessageDecoder, ProtocolError
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30),

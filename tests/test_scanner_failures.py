@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from supervisor.protocol import Beat, item_key
+from supervisor.shared.protocol import Beat, item_key
 from tests.faulty_provider import FaultyProvider
 from tests.test_scanners import NOW, make_scan
 from workers import technical, watchlist, whale_flows

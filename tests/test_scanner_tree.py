@@ -1,5 +1,5 @@
 """Scanners as supervised processes: a hung upstream call is killed, blamed and quarantined."""
-from supervisor.control_client import ControlClient
+from supervisor.shared.control_client import ControlClient
 from tests.proctree import poll
 from workers.store import StoreReader
 

@@ -162,7 +162,7 @@ def test_scanner_kinds_validate_their_options():
     with pytest.raises(config_module.ConfigError, match=r"workers.w.symbols = \['aapl'\]: allowed is a non-empty"):
         configs.build({"w": {"kind": "watchlist", "interval": 1, "symbols": ["aapl"]}})
     with pytest.raises(config_module.ConfigError, match=r"provider.kind = 'yahoo': allowed is sim"):
-        config_module.from_tables({**configs.tables({}), "provider": {"kind": "yahoo"}})
+        configs.from_tables({**configs.tables({}), "provider": {"kind": "yahoo"}})
 
 
 @pytest.fixture

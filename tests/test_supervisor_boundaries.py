@@ -12,7 +12,7 @@ import termios
 import psutil
 import pytest
 
-from supervisor.control_client import ControlClient
+from supervisor.shared.control_client import ControlClient
 from supervisor.host import PosixHost
 from tests import configs
 from tests.proctree import SYSTEMD_VARS, poll
@@ -45,8 +45,8 @@ def test_unread_stderr_never_blocks_the_loop(make_tree):
     tree = make_tree({"flood": flood, "good": GOOD})
     read_end, write_end = os.pipe()
     environ = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARS}
-    environ.update(MDW_TEST_TAG=tree.tag)
-    tree.proc = subprocess.Popen([sys.executable, "-m", "supervisor", "--config", str(tree.config_path)],
+    environ.update(configs.DRILLS_ENV, MDW_TEST_TAG=tree.tag)
+    tree.proc = subprocess.Popen([*configs.MDWD, "--config", str(tree.config_path)],
                                  stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end, cwd=tree.dir,
                                  env=environ, start_new_session=True)
     os.close(write_end)
@@ -111,3 +111,29 @@ def test_mdwd_reaps_every_adopted_process_before_it_exits(make_tree):
     assert tree.stop() == 0
     left = [p.pid for p in members if psutil.pid_exists(p.pid)]
     assert left == [], f"left behind: {left}"
+
+
+def test_a_child_sees_no_secret_its_kind_does_not_ask_for(make_tree):
+    tree = make_tree({"good": GOOD}).start(SCHWAB_APP_SECRET="s3cret", SCHWAB_APP_KEY="k", MDW_API_TOKEN="t0ken")
+    tree.wait_log(r"good: INFO faulty: started in mode healthy; .*; secret variables visible: none")
+    assert tree.stop() == 0
+
+
+def test_interrupted_writes_leave_no_temp_file_behind(make_tree):
+    tree = make_tree({"good": GOOD})
+    tree.state_dir.mkdir()
+    for name in (".schwab-token-abc123", ".quarantine-xyz"):
+        (tree.state_dir / name).write_text("{}")
+    tree.start()
+    tree.wait_log(r"removed \.schwab-token-abc123, left by an interrupted write")
+    assert not list(tree.state_dir.glob(".schwab-token-*")) and not list(tree.state_dir.glob(".quarantine-*"))
+    assert tree.stop() == 0
+
+
+def test_a_secret_file_others_can_read_is_warned_about(make_tree):
+    tree = make_tree({"good": GOOD}, sections={"api": {"token": "not-for-everyone"}})
+    tree.config_path.chmod(0o644)
+    tree.start()
+    tree.wait_log(rf"WARNING the config file, which sets \[api\] token {tree.config_path} is readable by group and "
+                  rf"others \(mode 0644\); make it 0600")
+    assert tree.stop() == 0

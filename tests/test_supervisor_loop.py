@@ -21,7 +21,7 @@ def make(workers=None, watchdog=None, load_config=None, **supervisor):
     notifier.host = host
     config = configs.build(workers, **supervisor)
     sup = Supervisor(config, host, notifier, LineFormatter(journal=False),
-                     load_config=load_config or config_module.load)
+                     load_config=load_config or configs.load)
     return sup, host, notifier
 
 
@@ -265,7 +265,7 @@ def test_reload_restarts_changed_starts_added_stops_removed():
     five = {"kind": "faulty", "interval": 5.0}
     new_tables = configs.tables({"keep": five, "change": {"kind": "faulty", "interval": 7.0}, "add": five})
     sup, host, _ = make({"keep": five, "change": five, "drop": five},
-                        load_config=lambda path: config_module.from_tables(new_tables))
+                        load_config=lambda path: configs.from_tables(new_tables))
     sup.run_once()
     for name in ("keep", "change", "drop"):
         host.beat(name)

@@ -4,7 +4,6 @@ import signal
 
 import pytest
 
-from supervisor import config as config_module
 from supervisor import status
 from supervisor.states import ALLOWED_TRANSITIONS, StopReason, WorkerState
 from tests import configs
@@ -17,7 +16,7 @@ FIVE = {"kind": "faulty", "interval": 5.0}
 def reloading(tables_by_call):
     """A load_config that returns the given configs one after the other."""
     calls = iter(tables_by_call)
-    return lambda path: config_module.from_tables(next(calls))
+    return lambda path: configs.from_tables(next(calls))
 
 
 def hang(sup, host, name="a"):

@@ -370,7 +370,7 @@ import struct
 import sys
 import time
 
-from supervisor import linux
+from supervisor.shared import linux
 from supervisor.host import PosixHost
 from supervisor.notify import SystemdNotifier
 

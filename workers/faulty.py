@@ -22,7 +22,9 @@ def run(ctx):
         importlib.import_module(module)
     mode = opts["mode"]
     inherited = sorted(k for k in os.environ if k.startswith(("NOTIFY_SOCKET", "WATCHDOG_", "LISTEN_")))
-    log.info("started in mode %s; systemd variables inherited: %s", mode, ", ".join(inherited) or "none")
+    secrets = sorted(k for k in os.environ if k.startswith(("SCHWAB_", "MDW_API_TOKEN")))
+    log.info("started in mode %s; systemd variables inherited: %s; secret variables visible: %s", mode,
+             ", ".join(inherited) or "none", ", ".join(secrets) or "none")
     if mode == "crash_at_start":
         log.error("crashing at start on purpose")
         sys.exit(1)

@@ -1,39 +1,29 @@
-"""The worker kinds a config can name, with the options each accepts.
+"""The worker kinds of market-data-worker, the shared sections they read, and the embedded defaults.
 
-`[workers.NAME] kind = "..."` selects an entry here. Each kind's options are
-its own keys in that table; the config loader validates them against the
-`Option`s below, so a typo is an error naming the key, never silently ignored.
-The entry point ("module:function") is imported by the supervisor before it
-forks, so children share the imported code and data with it (copy-on-write).
+`REGISTRY` is what the entry point (workers/service.py) hands the
+supervisor (see supervisor/shared/registry.py): `[workers.NAME] kind = "..."`
+selects a kind here; each kind's options are its own keys in that table,
+validated against the `Option`s below, so a typo is an error naming the
+key, never silently ignored. The entry point ("module:function") is imported
+by the supervisor before it forks, so children share the imported code and
+data with it (copy-on-write).
+
+The drill kinds (`faulty`, which misbehaves on request, and `demo`) are not
+part of the service: `with_drills()` adds them, for the tests, the
+benchmarks and fire drills (`mdwd --drills`).
+
 This module must stay cheap to import: it is read by `mdwd --check-config`.
 """
-import dataclasses
-import importlib
-from typing import Any, Callable, Optional
+import importlib.resources
 
-from supervisor.checks import NUMBER, non_negative, one_of, positive, symbols, whole
+from supervisor.shared.registry import Kind, Option, Registry, Section
+from supervisor.shared.checks import NUMBER, non_negative, one_of, positive, symbols, text, whole
 from workers.universe import WATCHLIST, WHALE_SYMBOLS
 
-
-@dataclasses.dataclass(frozen=True)
-class Option:
-    type: Any  # a type or tuple of types accepted from TOML
-    default: Any
-    help: str
-    check: Optional[Callable[[Any], Optional[str]]] = None  # returns what is allowed, or None if fine
-
-
-@dataclasses.dataclass(frozen=True)
-class Kind:
-    entry: str  # "package.module:function", called with a WorkerContext
-    help: str
-    options: dict = dataclasses.field(default_factory=dict)
-    sections: tuple = ()  # shared config tables it reads, e.g. ("api",)
-
-    def load(self):
-        module_name, _, function = self.entry.partition(":")
-        return getattr(importlib.import_module(module_name), function)
-
+# Datasets the API serves, each written by one kind ([api] stale_after names them).
+DATASETS = ("watchlist", "whale_flows", "macd_scanner", "vpb_scanner", "ttm_squeeze_scanner")
+SCHWAB_SECRETS = ("SCHWAB_*",)
+API_SECRETS = ("MDW_API_TOKEN",)
 
 
 def _scanner_options(default_symbols, **extra):
@@ -49,22 +39,19 @@ def _scanner_options(default_symbols, **extra):
 
 _BARS_OPTIONS = {"days": Option(int, 365, "calendar days of daily bars per symbol", whole(60, 3650))}
 
-FAULT_MODES = (
-    "healthy", "hang_sleep", "busy_loop", "sigstop", "socket_block", "ignore_term",
-    "grandchild_ignores_term", "raise", "exit3", "segfault", "memory", "flood_stdout",
-    "garbage_heartbeat", "oversized_heartbeat", "nested_heartbeat", "crash_at_start", "no_cycles",
-)
+
+def _scanner(entry, help, options):
+    return Kind(entry=entry, help=help, sections=("provider",), options=options, secrets=SCHWAB_SECRETS)
+
 
 KINDS = {
-    "watchlist": Kind(
-        entry="workers.watchlist:run", help="quotes for the watchlist: price, daily change, volume",
-        sections=("provider",),
-        options=_scanner_options(WATCHLIST, batch_size=Option(int, 50, "symbols per quotes request", whole(1, 500))),
+    "watchlist": _scanner(
+        "workers.watchlist:run", "quotes for the watchlist: price, daily change, volume",
+        _scanner_options(WATCHLIST, batch_size=Option(int, 50, "symbols per quotes request", whole(1, 500))),
     ),
-    "whale_flows": Kind(
-        entry="workers.whale_flows:run", help="unusually large options trades in the next weekly expirations",
-        sections=("provider",),
-        options=_scanner_options(
+    "whale_flows": _scanner(
+        "workers.whale_flows:run", "unusually large options trades in the next weekly expirations",
+        _scanner_options(
             WHALE_SYMBOLS,
             expirations=Option(int, 4, "weekly expirations scanned per symbol", whole(1, 12)),
             strike_band_pct=Option(NUMBER, 10.0, "strikes within this percent of spot", positive),
@@ -74,12 +61,26 @@ KINDS = {
             retention_days=Option(NUMBER, 7.0, "days of flow history kept", positive),
         ),
     ),
-    "macd": Kind(entry="workers.technical:run_macd", help="MACD (12, 26, 9) crosses on daily bars",
-                 sections=("provider",), options=_scanner_options(WATCHLIST, **_BARS_OPTIONS)),
-    "vpb": Kind(entry="workers.technical:run_vpb", help="volume-price breakouts and breakdowns on daily bars",
-                sections=("provider",), options=_scanner_options(WATCHLIST, **_BARS_OPTIONS)),
-    "ttm": Kind(entry="workers.technical:run_ttm", help="TTM Squeeze on daily bars",
-                sections=("provider",), options=_scanner_options(WATCHLIST, **_BARS_OPTIONS)),
+    "macd": _scanner("workers.technical:run_macd", "MACD (12, 26, 9) crosses on daily bars",
+                     _scanner_options(WATCHLIST, **_BARS_OPTIONS)),
+    "vpb": _scanner("workers.technical:run_vpb", "volume-price breakouts and breakdowns on daily bars",
+                    _scanner_options(WATCHLIST, **_BARS_OPTIONS)),
+    "ttm": _scanner("workers.technical:run_ttm", "TTM Squeeze on daily bars",
+                    _scanner_options(WATCHLIST, **_BARS_OPTIONS)),
+    "api": Kind(
+        entry="api.worker:run",
+        help="the HTTP status API (Bottle on a production WSGI server); beats after answering itself",
+        sections=("api",), secrets=API_SECRETS,
+    ),
+}
+
+FAULT_MODES = (
+    "healthy", "hang_sleep", "busy_loop", "sigstop", "socket_block", "ignore_term",
+    "grandchild_ignores_term", "raise", "exit3", "segfault", "memory", "flood_stdout",
+    "garbage_heartbeat", "oversized_heartbeat", "nested_heartbeat", "crash_at_start", "no_cycles",
+)
+
+DRILL_KINDS = {
     "demo": Kind(
         entry="workers.demo:run",
         help="demonstration worker: walks a list of items each interval, beating per item",
@@ -87,11 +88,6 @@ KINDS = {
             "items": Option(list, ["alpha", "beta", "gamma"], "items processed each cycle"),
             "item_seconds": Option(NUMBER, 0.05, "seconds of simulated work per item", non_negative),
         },
-    ),
-    "api": Kind(
-        entry="api.worker:run",
-        help="the HTTP status API (Bottle on a production WSGI server); beats after answering itself",
-        sections=("api",),
     ),
     "faulty": Kind(
         entry="workers.faulty:run",
@@ -106,3 +102,63 @@ KINDS = {
         },
     ),
 }
+
+
+# -- the shared sections -----------------------------------------------------------
+
+
+def _stale_limits(v):
+    ok = all(k in DATASETS and isinstance(x, NUMBER) and not isinstance(x, bool) and 0 < x < float("inf")
+             for k, x in v.items())
+    return None if ok else "a table of dataset = seconds > 0, datasets: " + ", ".join(DATASETS)
+
+
+def _provider_kind(v):
+    return None if v in ("sim", "schwab") else "sim (the simulated market) or schwab"
+
+
+def _url(v):
+    return None if v.startswith(("http://", "https://")) else "an http:// or https:// URL"
+
+
+def _sim_only(table):
+    """The simulated market's fault switches mean nothing to a real provider: say so."""
+    if table.get("kind", "sim") == "sim":
+        return []
+    return [f"provider.{key} = {table[key]!r}: only the simulated market (kind = \"sim\") has it"
+            for key in ("sim_hang_symbols", "sim_fail_symbols") if table.get(key)]
+
+
+SECTIONS = {
+    "provider": Section({
+        "kind": (str, _provider_kind),
+        "request_timeout": (NUMBER, positive),
+        "requests_per_minute": (int, whole(1, 10000)),
+        "sim_seed": (int, whole(0)),
+        "base_url": (str, _url),
+        "auth_url": (str, _url),
+        "token_file": (str, text),
+        "sim_hang_symbols": (list, symbols(allow_empty=True)),
+        "sim_fail_symbols": (list, symbols(allow_empty=True)),
+    }, check=_sim_only),
+    "api": Section({
+        "host": (str, text),
+        "port": (int, whole(0, 65535, note=" (a TCP port; 0 = any free port)")),
+        "token": (str, None),
+        "threads": (int, whole(1, 256)),
+        "processes": (int, whole(1, 16)),
+        "self_check_interval": (NUMBER, positive),
+        "stale_after": (dict, _stale_limits),
+    }),
+}
+
+REGISTRY = Registry(
+    kinds=KINDS, sections=SECTIONS,
+    defaults=importlib.resources.files("workers").joinpath("default_config.toml").read_text(),
+    secret_env=SCHWAB_SECRETS + API_SECRETS,
+)
+
+
+def with_drills(registry=REGISTRY):
+    """The registry plus the drill kinds (faulty, demo)."""
+    return registry.with_kinds(**DRILL_KINDS)

@@ -10,7 +10,7 @@ import logging
 import os
 import time
 
-from supervisor import protocol
+from supervisor.shared import protocol
 
 log = logging.getLogger("worker")
 EXIT_SUPERVISOR_GONE = 75

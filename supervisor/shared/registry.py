@@ -1,0 +1,77 @@
+"""What the supervisor is told about the workers it can run: a Registry, handed in by the entry point.
+
+The supervisor knows no worker kind by itself. The program that assembles
+the service (workers/service.py for mdwd) builds a Registry and passes it to
+`supervisor.main`; the config loader validates `[workers.NAME]` tables and
+the shared sections against it, and a child starts its kind's entry point
+by name ("module:function"), imported after fork or preloaded before it.
+
+- `kinds`: name -> Kind: its entry point, its options (validated like every
+  other key: a typo is an error naming the key), the shared config sections
+  it reads (a change to one restarts exactly the workers that read it), and
+  the secret environment variables it may see.
+- `sections`: the shared config tables ([provider], [api]): name -> Section.
+- `defaults`: the embedded default configuration, TOML text.
+- `secret_env`: environment variables that hold secrets; a child sees only
+  those its kind asks for (a name ending in "*" is a prefix).
+
+Standard library only.
+"""
+import dataclasses
+import fnmatch
+import importlib
+from typing import Any, Callable, Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    type: Any  # a type or tuple of types accepted from TOML
+    default: Any
+    help: str
+    check: Optional[Callable[[Any], Optional[str]]] = None  # returns what is allowed, or None if fine
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    entry: str  # "package.module:function", called with a WorkerContext
+    help: str
+    options: dict = dataclasses.field(default_factory=dict)
+    sections: tuple = ()  # shared config tables it reads, e.g. ("provider",)
+    secrets: tuple = ()  # the secret environment variables it may see, e.g. ("SCHWAB_*",)
+
+    def load(self):
+        return load_entry(self.entry)
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """A shared config table: key -> (accepted types, check), and a check of the whole table
+    (returning problem lines) run once every key is fine."""
+
+    keys: dict
+    check: Optional[Callable[[dict], list]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Registry:
+    kinds: dict
+    sections: dict
+    defaults: str
+    secret_env: tuple = ()
+
+    def with_kinds(self, **kinds):
+        """This registry plus more kinds (the drill kinds of tests and benchmarks)."""
+        return dataclasses.replace(self, kinds={**self.kinds, **kinds})
+
+
+def load_entry(entry):
+    """The function an entry point "package.module:function" names."""
+    module_name, _, function = entry.partition(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
+def hidden_secrets(environ, secret_env, allowed):
+    """The names in `environ` that are secrets (`secret_env` patterns) not `allowed` for a kind."""
+    def matches(name, patterns):
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    return [name for name in environ if matches(name, secret_env) and not matches(name, allowed)]
