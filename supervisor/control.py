@@ -15,8 +15,9 @@ import socket
 import stat
 import struct
 
+from supervisor.control_request import MAX_REQUEST, RequestError, decode_request
+
 log = logging.getLogger("mdwd")
-MAX_REQUEST = 64 * 1024
 MAX_PENDING_OUTPUT = 8 * 2**20
 IDLE_TIMEOUT = 10.0  # seconds to send a complete request
 MAX_CONNECTIONS = 64
@@ -121,16 +122,13 @@ class ControlServer:
             return  # a follower may not send more requests; ignore what it says
         conn.inbox += data
         line, newline, _ = conn.inbox.partition(b"\n")
-        if not newline:
-            if len(conn.inbox) > MAX_REQUEST:
-                self._answer(conn, {"ok": False, "kind": "usage", "error": f"request longer than {MAX_REQUEST} bytes"})
+        if not newline and len(conn.inbox) <= MAX_REQUEST:
             return
         try:
-            request = json.loads(line)
-            if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-                raise ValueError("not an object with a 'cmd' string")
-        except ValueError as e:
-            self._answer(conn, {"ok": False, "kind": "usage", "error": f"request is not valid JSON: {e}"})
+            request = decode_request(line)
+        except RequestError as e:
+            log.warning("control socket: bad request: %s", e)
+            self._answer(conn, {"ok": False, "kind": "usage", "error": str(e)})
             return
         answer, follows = self.handle_request(request)
         self._answer(conn, answer, follows)
