@@ -6,6 +6,11 @@ one JSON request line and gets one JSON answer line (see control_client.py);
 blocks: sockets are non-blocking, input and output are bounded, and a client
 that sends nothing, sends too much or stops reading is disconnected. Clients
 of another uid than ours (or root) are refused (SO_PEERCRED).
+
+One client costs at most its own connection: whatever goes wrong serving it
+(a request that does not decode, see control_request.py; a command that
+raises; a socket error) is answered with an error if it can be, logged, and
+the connection closed; the loop goes on.
 """
 import errno
 import json
@@ -21,6 +26,7 @@ log = logging.getLogger("mdwd")
 MAX_PENDING_OUTPUT = 8 * 2**20
 IDLE_TIMEOUT = 10.0  # seconds to send a complete request
 MAX_CONNECTIONS = 64
+INTERNAL_ERROR = {"ok": False, "kind": "internal", "error": "mdwd failed serving this request; its log says why"}
 
 
 def encode(message):
@@ -31,12 +37,19 @@ class Connection:
     def __init__(self, sock, now):
         self.sock = sock
         self.fd = sock.fileno()
+        self.peer = "a client"  # "pid N" once SO_PEERCRED is read, for the log
+        self.cmd = None  # the request's command, once decoded
         self.inbox = b""
         self.outbox = bytearray()
         self.deadline = now + IDLE_TIMEOUT
         self.answered = False
+        self.started = False  # some answer bytes were queued: an error can no longer be sent cleanly
         self.follows = None  # worker name whose log lines are streamed
         self.closing = False  # close once the outbox is flushed
+        self.closed = False
+
+    def __str__(self):
+        return f"{self.peer} ({self.cmd})" if self.cmd else self.peer
 
 
 class ControlServer:
@@ -73,18 +86,39 @@ class ControlServer:
         sock.setblocking(False)
         return sock
 
+    # -- what the loop calls --------------------------------------------------
+
     def owns(self, fd):
         return fd == self.listener.fileno() or fd in self.connections
 
     def on_ready(self, fd, now):
+        """The listener or a connection is readable (or writable, with output pending)."""
         if fd == self.listener.fileno():
             self._accept(now)
             return
         conn = self.connections.get(fd)
         if conn is not None:
-            self._flush(conn)
-            if fd in self.connections and not conn.closing:
-                self._receive(conn, now)
+            self._guarded(conn, self._serve_ready, now)
+
+    def publish(self, name, lines):
+        """New log lines of worker `name`, for the `tail -f` followers."""
+        followers = [c for c in self.connections.values() if c.follows == name]
+        if followers:
+            data = b"".join(encode({"line": line}) for line in lines)
+            for conn in followers:
+                self._guarded(conn, self._queue, data)
+
+    def check_idle(self, now):
+        """Every pass: answer connections that sent no complete request in time."""
+        for conn in list(self.connections.values()):
+            if not conn.answered and now >= conn.deadline:
+                self._guarded(conn, self._answer, {"ok": False, "kind": "usage",
+                                                   "error": f"no complete request within {IDLE_TIMEOUT:g}s"})
+
+    def next_deadline(self):
+        return min((c.deadline for c in self.connections.values() if not c.answered), default=None)
+
+    # -- accepting --------------------------------------------------------------
 
     def _accept(self, now):
         while True:
@@ -92,6 +126,8 @@ class ControlServer:
                 sock, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except ConnectionAbortedError:
+                continue  # that client gave up while queued; the next one may be there
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     log.error("control socket: cannot accept a connection: %s", e)
@@ -100,20 +136,42 @@ class ControlServer:
             sock.setblocking(False)
             conn = Connection(sock, now)
             self.connections[conn.fd] = conn
-            self.host.watch(conn.fd)
-            uid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
-            if uid not in (os.getuid(), 0):
-                self._answer(conn, {"ok": False, "kind": "denied", "error": f"uid {uid} may not control mdwd"})
-            elif len(self.connections) > MAX_CONNECTIONS:
-                self._answer(conn, {"ok": False, "kind": "busy", "error": "too many control connections"})
+            self._guarded(conn, self._greet)
+
+    def _greet(self, conn):
+        """Check who it is, and whether there is room for it."""
+        self.host.watch(conn.fd)
+        pid, uid, _ = struct.unpack("3i", conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        conn.peer = f"pid {pid}"
+        if uid not in (os.getuid(), 0):
+            log.warning("control socket: refused %s of uid %d", conn.peer, uid)
+            self._answer(conn, {"ok": False, "kind": "denied", "error": f"uid {uid} may not control mdwd"})
+        elif len(self.connections) > MAX_CONNECTIONS:
+            self._answer(conn, {"ok": False, "kind": "busy", "error": "too many control connections"})
+
+    # -- serving a connection ---------------------------------------------------
+
+    def _guarded(self, conn, step, *args):
+        """Run one step of serving `conn`; if it raises, that costs the connection, never the loop."""
+        try:
+            step(conn, *args)
+        except Exception:  # a bug of ours, or a command's: log it with its traceback
+            log.error("control socket: serving %s failed; closing its connection", conn, exc_info=True)
+            self._send_last_words(conn, INTERNAL_ERROR)
+            self._close(conn)
+
+    def _serve_ready(self, conn, now):
+        self._flush(conn)
+        if not conn.closed and not conn.closing:
+            self._receive(conn, now)
 
     def _receive(self, conn, now):
         try:
             data = conn.sock.recv(MAX_REQUEST)
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:
-            self._close(conn)
+        except OSError as e:
+            self._drop(conn, f"receiving failed: {e}")
             return
         if not data:
             self._close(conn)
@@ -127,9 +185,10 @@ class ControlServer:
         try:
             request = decode_request(line)
         except RequestError as e:
-            log.warning("control socket: bad request: %s", e)
+            log.warning("control socket: bad request from %s: %s", conn, e)
             self._answer(conn, {"ok": False, "kind": "usage", "error": str(e)})
             return
+        conn.cmd = request["cmd"]
         answer, follows = self.handle_request(request)
         self._answer(conn, answer, follows)
 
@@ -140,10 +199,12 @@ class ControlServer:
         self._queue(conn, encode(answer))
 
     def _queue(self, conn, data):
-        if len(conn.outbox) + len(data) > MAX_PENDING_OUTPUT:
-            log.warning("control socket: a client stopped reading; disconnecting it")
-            self._close(conn)
+        if conn.closed:
             return
+        if len(conn.outbox) + len(data) > MAX_PENDING_OUTPUT:
+            self._drop(conn, f"it stopped reading ({len(conn.outbox)} bytes not taken)")
+            return
+        conn.started = True
         conn.outbox += data
         self._flush(conn)
 
@@ -154,8 +215,8 @@ class ControlServer:
                 del conn.outbox[:sent]
         except (BlockingIOError, InterruptedError):
             pass
-        except OSError:  # the client went away mid-answer
-            self._close(conn)
+        except OSError as e:  # the client went away mid-answer
+            self._drop(conn, f"sending failed: {e}")
             return
         if conn.outbox:
             self.host.want_write(conn.fd, True)
@@ -164,25 +225,27 @@ class ControlServer:
         else:
             self.host.want_write(conn.fd, False)
 
-    def publish(self, name, lines):
-        """New log lines of worker `name`, for the `tail -f` followers."""
-        for conn in list(self.connections.values()):
-            if conn.follows == name:
-                self._queue(conn, b"".join(encode({"line": line}) for line in lines))
+    def _send_last_words(self, conn, answer):
+        """Best effort, one non-blocking send: an error for a client that has had no answer yet."""
+        if conn.started or conn.closed:
+            return
+        conn.started = True
+        try:
+            conn.sock.send(encode(answer))
+        except OSError:
+            pass
 
-    def check_idle(self, now):
-        for conn in list(self.connections.values()):
-            if not conn.answered and now >= conn.deadline:
-                self._answer(conn, {"ok": False, "kind": "usage",
-                                    "error": f"no complete request within {IDLE_TIMEOUT:g}s"})
-
-    def next_deadline(self):
-        return min((c.deadline for c in self.connections.values() if not c.answered), default=None)
+    def _drop(self, conn, why):
+        log.info("control socket: closing the connection of %s: %s", conn, why)
+        self._close(conn)
 
     def _close(self, conn):
-        if self.connections.pop(conn.fd, None) is not None:
-            self.host.unwatch(conn.fd)
-            conn.sock.close()
+        if conn.closed:
+            return
+        conn.closed = True
+        del self.connections[conn.fd]
+        self.host.unwatch(conn.fd)
+        conn.sock.close()
 
     def close(self):
         for conn in list(self.connections.values()):

@@ -2,9 +2,11 @@
 import json
 import socket
 
+import psutil
 import pytest
 
 from supervisor.control_client import ControlClient
+from tests.proctree import poll
 
 GOOD = {"kind": "faulty", "interval": 0.2, "mode": "healthy", "beat_interval": 0.05}
 
@@ -63,3 +65,23 @@ def test_malformed_requests_get_an_error_and_the_tree_lives(tree):
     assert tree.proc.poll() is None, tree.log()[-3000:]
     assert ControlClient(socket_path(tree)).call("status")["ok"]
     assert "supervisor loop failed" not in tree.log()
+
+
+def test_status_asked_while_mdwd_is_out_of_fds_does_not_kill_the_tree(tree):
+    """The status command opens /proc files; without fds it fails inside the handler. That costs the request."""
+    supervisor = psutil.Process(tree.pid)
+    base = supervisor.num_fds()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(socket_path(tree))
+        poll(lambda: supervisor.num_fds() > base, 5, what="mdwd to accept the connection")
+        limits = supervisor.rlimit(psutil.RLIMIT_NOFILE)
+        supervisor.rlimit(psutil.RLIMIT_NOFILE, (3, limits[1]))  # no new fd for mdwd from now on
+        try:
+            sock.sendall(b'{"cmd": "status"}\n')
+            answer = json.loads(sock.makefile("rb").readline())
+        finally:
+            supervisor.rlimit(psutil.RLIMIT_NOFILE, limits)
+    assert "ok" in answer  # an error (or, if the handler copes, the status): an answer either way
+    assert tree.proc.poll() is None, tree.log()[-3000:]
+    assert ControlClient(socket_path(tree)).call("status")["ok"]

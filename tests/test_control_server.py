@@ -1,0 +1,170 @@
+"""The control server in-process: real sockets, a selector, and a clock the test moves.
+
+Each test drives ControlServer the way the loop does (on_ready for ready fds,
+check_idle every pass, publish for log lines) and checks that what a client
+does costs at most that client's connection.
+"""
+import errno
+import json
+import logging
+import selectors
+import socket
+
+import pytest
+
+from supervisor import control
+from tests.proctree import poll
+
+
+class SelectorHost:
+    """The watch/unwatch/want_write seam of PosixHost, over a real selector."""
+
+    def __init__(self):
+        self.selector = selectors.DefaultSelector()
+
+    def watch(self, fd):
+        self.selector.register(fd, selectors.EVENT_READ)
+
+    def unwatch(self, fd):
+        try:
+            self.selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
+    def want_write(self, fd, flag):
+        self.selector.modify(fd, selectors.EVENT_READ | (selectors.EVENT_WRITE if flag else 0))
+
+    def watched(self, fd):
+        return fd in self.selector.get_map()
+
+
+class Served:
+    """A ControlServer, the loop's calls into it, and client sockets; all closed by the fixture."""
+
+    def __init__(self, tmp_path, handler):
+        self.host = SelectorHost()
+        self.now = 1000.0
+        self.path = str(tmp_path / "mdwd.sock")
+        self.server = control.ControlServer(self.path, self.host, handler)
+        self.clients = []
+
+    def run_once(self):
+        for key, _ in self.host.selector.select(0.01):
+            if self.server.owns(key.fd):
+                self.server.on_ready(key.fd, self.now)
+        self.server.check_idle(self.now)
+
+    def connect(self, request=None):
+        sock = socket.socket(socket.AF_UNIX)
+        self.clients.append(sock)
+        sock.connect(self.path)
+        sock.setblocking(False)
+        if request is not None:
+            sock.sendall(json.dumps(request).encode() + b"\n")
+        return sock
+
+    def answer(self, sock):
+        """Run the loop until `sock` has a whole line (decoded), or EOF (None)."""
+        received = bytearray()
+
+        def line_or_eof():
+            self.run_once()
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                return False
+            received.extend(data)
+            return not data or b"\n" in received
+        poll(line_or_eof, 5, interval=0, what="an answer")
+        return json.loads(received.split(b"\n")[0]) if received else None
+
+    def settle(self, passes=5):
+        for _ in range(passes):
+            self.run_once()
+
+    def close(self):
+        for sock in self.clients:
+            sock.close()
+        self.server.close()
+        self.host.selector.close()
+
+
+def commands(request):
+    if request["cmd"] == "explode":
+        raise RuntimeError("a bug in a command")
+    if request["cmd"] == "tail":
+        return {"ok": True, "lines": []}, request["names"][0]
+    if request["cmd"] == "big":
+        return {"ok": True, "blob": "x" * (4 * 2**20)}, None
+    return {"ok": True, "cmd": request["cmd"]}, None
+
+
+@pytest.fixture
+def served(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="mdwd")
+    served = Served(tmp_path, commands)
+    yield served
+    served.close()
+
+
+def test_a_command_that_raises_costs_its_connection_not_the_loop(served, caplog):
+    assert served.answer(served.connect({"cmd": "explode"})) == control.INTERNAL_ERROR
+    failure = [r for r in caplog.records if "serving pid" in r.getMessage()]
+    assert "(explode) failed" in failure[0].getMessage() and failure[0].exc_info[0] is RuntimeError
+    assert served.server.connections == {}
+    assert served.answer(served.connect({"cmd": "status"})) == {"ok": True, "cmd": "status"}
+
+
+def test_a_bad_request_is_answered_and_logged(served, caplog):
+    sock = served.connect()
+    sock.sendall(b"[" * 5000 + b"\n")
+    answer = served.answer(sock)
+    assert answer["kind"] == "usage" and "nested deeper" in answer["error"]
+    assert any("bad request from pid" in r.getMessage() for r in caplog.records)
+
+
+def test_a_follower_that_breaks_is_dropped_and_the_others_still_get_lines(served, caplog):
+    good, bad = served.connect({"cmd": "tail", "names": ["alpha"]}), served.connect({"cmd": "tail", "names": ["alpha"]})
+    assert served.answer(good)["ok"] and served.answer(bad)["ok"]
+    broken = [c for c in served.server.connections.values() if c.follows][-1]
+
+    class Exploding:  # a socket whose send fails in a way nobody planned for
+        def send(self, data):
+            raise RuntimeError("unexpected")
+
+        def close(self):
+            real.close()
+
+    real, broken.sock = broken.sock, Exploding()
+    served.server.publish("alpha", ["line one", "line two"])  # must not raise
+    assert served.answer(good) == {"line": "line one"}
+    assert broken.closed and broken.fd not in served.server.connections
+    assert served.answer(bad) is None  # its client sees the connection end
+    assert any("serving pid" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+class FailingListener:
+    """The real listener, but accept() fails with `error` while it is set (EMFILE: the process is out of fds)."""
+
+    def __init__(self, real):
+        self.real, self.error, self.calls = real, None, 0
+
+    def fileno(self):
+        return self.real.fileno()
+
+    def accept(self):
+        self.calls += 1
+        if self.error:
+            raise OSError(self.error, "Too many open files")
+        return self.real.accept()
+
+    def close(self):
+        self.real.close()
+
+
+def test_another_accept_error_is_a_bug_that_surfaces(served):
+    listener = served.server.listener = FailingListener(served.server.listener)
+    listener.error = errno.EBADF
+    served.connect()
+    with pytest.raises(OSError):
+        served.settle()
