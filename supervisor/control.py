@@ -24,7 +24,7 @@ from supervisor.control_request import MAX_REQUEST, RequestError, decode_request
 
 log = logging.getLogger("mdwd")
 MAX_PENDING_OUTPUT = 8 * 2**20
-IDLE_TIMEOUT = 10.0  # seconds to send a complete request
+IDLE_TIMEOUT = 10.0  # seconds to send a complete request, and again to read the answer
 MAX_CONNECTIONS = 64
 INTERNAL_ERROR = {"ok": False, "kind": "internal", "error": "mdwd failed serving this request; its log says why"}
 
@@ -41,7 +41,7 @@ class Connection:
         self.cmd = None  # the request's command, once decoded
         self.inbox = b""
         self.outbox = bytearray()
-        self.deadline = now + IDLE_TIMEOUT
+        self.deadline = now + IDLE_TIMEOUT  # to send the request, then to read the answer; None when following
         self.answered = False
         self.started = False  # some answer bytes were queued: an error can no longer be sent cleanly
         self.follows = None  # worker name whose log lines are streamed
@@ -109,14 +109,13 @@ class ControlServer:
                 self._guarded(conn, self._queue, data)
 
     def check_idle(self, now):
-        """Every pass: answer connections that sent no complete request in time."""
+        """Every pass: time out connections past their deadline."""
         for conn in list(self.connections.values()):
-            if not conn.answered and now >= conn.deadline:
-                self._guarded(conn, self._answer, {"ok": False, "kind": "usage",
-                                                   "error": f"no complete request within {IDLE_TIMEOUT:g}s"})
+            if conn.deadline is not None and now >= conn.deadline:
+                self._guarded(conn, self._time_out, now)
 
     def next_deadline(self):
-        return min((c.deadline for c in self.connections.values() if not c.answered), default=None)
+        return min((c.deadline for c in self.connections.values() if c.deadline is not None), default=None)
 
     # -- accepting --------------------------------------------------------------
 
@@ -136,18 +135,18 @@ class ControlServer:
             sock.setblocking(False)
             conn = Connection(sock, now)
             self.connections[conn.fd] = conn
-            self._guarded(conn, self._greet)
+            self._guarded(conn, self._greet, now)
 
-    def _greet(self, conn):
+    def _greet(self, conn, now):
         """Check who it is, and whether there is room for it."""
         self.host.watch(conn.fd)
         pid, uid, _ = struct.unpack("3i", conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         conn.peer = f"pid {pid}"
         if uid not in (os.getuid(), 0):
             log.warning("control socket: refused %s of uid %d", conn.peer, uid)
-            self._answer(conn, {"ok": False, "kind": "denied", "error": f"uid {uid} may not control mdwd"})
+            self._answer(conn, {"ok": False, "kind": "denied", "error": f"uid {uid} may not control mdwd"}, now)
         elif len(self.connections) > MAX_CONNECTIONS:
-            self._answer(conn, {"ok": False, "kind": "busy", "error": "too many control connections"})
+            self._answer(conn, {"ok": False, "kind": "busy", "error": "too many control connections"}, now)
 
     # -- serving a connection ---------------------------------------------------
 
@@ -162,8 +161,8 @@ class ControlServer:
 
     def _serve_ready(self, conn, now):
         self._flush(conn)
-        if not conn.closed and not conn.closing:
-            self._receive(conn, now)
+        if not conn.closed:
+            self._receive(conn, now)  # even when answered: what is not read keeps the fd readable, a spin
 
     def _receive(self, conn, now):
         try:
@@ -174,10 +173,11 @@ class ControlServer:
             self._drop(conn, f"receiving failed: {e}")
             return
         if not data:
-            self._close(conn)
+            if not (conn.closing and conn.outbox):  # a half-closed client may still read the rest of its answer
+                self._close(conn)
             return
         if conn.answered:
-            return  # a follower may not send more requests; ignore what it says
+            return  # one request per connection: ignore what a follower (or a slow reader) sends after it
         conn.inbox += data
         line, newline, _ = conn.inbox.partition(b"\n")
         if not newline and len(conn.inbox) <= MAX_REQUEST:
@@ -186,17 +186,25 @@ class ControlServer:
             request = decode_request(line)
         except RequestError as e:
             log.warning("control socket: bad request from %s: %s", conn, e)
-            self._answer(conn, {"ok": False, "kind": "usage", "error": str(e)})
+            self._answer(conn, {"ok": False, "kind": "usage", "error": str(e)}, now)
             return
         conn.cmd = request["cmd"]
         answer, follows = self.handle_request(request)
-        self._answer(conn, answer, follows)
+        self._answer(conn, answer, now, follows)
 
-    def _answer(self, conn, answer, follows=None):
+    def _answer(self, conn, answer, now, follows=None):
         conn.answered = True
         conn.follows = follows
         conn.closing = follows is None
+        conn.deadline = None if follows else now + IDLE_TIMEOUT
         self._queue(conn, encode(answer))
+
+    def _time_out(self, conn, now):
+        if not conn.answered:
+            self._answer(conn, {"ok": False, "kind": "usage", "error": f"no complete request within {IDLE_TIMEOUT:g}s"},
+                         now)
+        else:
+            self._drop(conn, f"it did not read its answer within {IDLE_TIMEOUT:g}s")
 
     def _queue(self, conn, data):
         if conn.closed:

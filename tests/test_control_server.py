@@ -143,6 +143,46 @@ def test_a_follower_that_breaks_is_dropped_and_the_others_still_get_lines(served
     assert any("serving pid" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
+def test_a_client_that_does_not_read_its_answer_is_dropped_after_the_timeout(served, caplog):
+    slow = served.connect({"cmd": "big"})
+    served.settle()
+    conn = next(iter(served.server.connections.values()))
+    assert conn.outbox  # 4 MB do not fit the socket buffer; the rest waits for the client
+    served.now += control.IDLE_TIMEOUT
+    served.settle()
+    assert conn.closed and any("did not read its answer" in r.getMessage() for r in caplog.records)
+    slow.close()
+
+
+def test_a_client_sending_more_while_not_reading_its_answer_does_not_spin_the_loop(served):
+    pushy = served.connect({"cmd": "big"})
+    served.settle()
+    conn = next(iter(served.server.connections.values()))
+    assert conn.outbox
+    pushy.sendall(b"more " * 1000)  # after its request; ignored, but it must be read, or the fd stays readable
+    served.settle()
+    readable = sum(1 for _ in range(20) for key, events in served.host.selector.select(0)
+                   if key.fd == conn.fd and events & selectors.EVENT_READ)
+    assert readable == 0
+
+
+def test_a_half_closed_client_still_gets_the_whole_of_a_long_answer(served):
+    sock = served.connect({"cmd": "big"})
+    sock.shutdown(socket.SHUT_WR)
+    received = bytearray()
+
+    def whole_answer():
+        served.run_once()
+        try:
+            data = sock.recv(2**20)
+        except BlockingIOError:
+            return False
+        received.extend(data)
+        return not data
+    poll(whole_answer, 10, interval=0, what="the end of the answer")
+    assert len(json.loads(received)["blob"]) == 4 * 2**20
+
+
 class FailingListener:
     """The real listener, but accept() fails with `error` while it is set (EMFILE: the process is out of fds)."""
 
