@@ -11,6 +11,12 @@ One client costs at most its own connection: whatever goes wrong serving it
 (a request that does not decode, see control_request.py; a command that
 raises; a socket error) is answered with an error if it can be, logged, and
 the connection closed; the loop goes on.
+
+Room for the owner: at most MAX_CONNECTIONS connections are open, of which at
+most MAX_FOLLOWERS follow a log. When a new connection needs a slot, the
+oldest connection without a complete request is closed to make room (then
+the oldest one whose answer is not read yet), so a client that sends its
+request at once is always served (see control_pressure.py for the log).
 """
 import errno
 import json
@@ -20,13 +26,16 @@ import socket
 import stat
 import struct
 
+from supervisor.control_pressure import Evictions
 from supervisor.control_request import MAX_REQUEST, RequestError, decode_request
 
 log = logging.getLogger("mdwd")
 MAX_PENDING_OUTPUT = 8 * 2**20
 IDLE_TIMEOUT = 10.0  # seconds to send a complete request, and again to read the answer
 MAX_CONNECTIONS = 64
+MAX_FOLLOWERS = 16  # `tail -f` connections; the other slots stay free for requests
 INTERNAL_ERROR = {"ok": False, "kind": "internal", "error": "mdwd failed serving this request; its log says why"}
+assert MAX_FOLLOWERS < MAX_CONNECTIONS  # so a slot can always be made for a new request
 
 
 def encode(message):
@@ -37,6 +46,7 @@ class Connection:
     def __init__(self, sock, now):
         self.sock = sock
         self.fd = sock.fileno()
+        self.accepted_at = now
         self.peer = "a client"  # "pid N" once SO_PEERCRED is read, for the log
         self.cmd = None  # the request's command, once decoded
         self.inbox = b""
@@ -59,6 +69,7 @@ class ControlServer:
         self.host = host
         self.handle_request = handle_request
         self.connections = {}
+        self.evictions = Evictions()
         self.listener = self._listen()
         host.watch(self.listener.fileno())
 
@@ -110,6 +121,7 @@ class ControlServer:
 
     def check_idle(self, now):
         """Every pass: time out connections past their deadline."""
+        self.evictions.remind(now)
         for conn in list(self.connections.values()):
             if conn.deadline is not None and now >= conn.deadline:
                 self._guarded(conn, self._time_out, now)
@@ -121,32 +133,58 @@ class ControlServer:
 
     def _accept(self, now):
         while True:
+            sock = self._accept_one(now)
+            if sock is None:
+                return
+            self._admit(sock, now)
+
+    def _accept_one(self, now):
+        """A new client socket, or None when none is waiting (or accept() failed)."""
+        while True:
             try:
                 sock, _ = self.listener.accept()
+                return sock
             except (BlockingIOError, InterruptedError):
-                return
+                return None
             except ConnectionAbortedError:
                 continue  # that client gave up while queued; the next one may be there
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     log.error("control socket: cannot accept a connection: %s", e)
-                    return
+                    return None
                 raise
-            sock.setblocking(False)
-            conn = Connection(sock, now)
-            self.connections[conn.fd] = conn
-            self._guarded(conn, self._greet, now)
+
+    def _admit(self, sock, now):
+        sock.setblocking(False)
+        self._make_room(now)
+        conn = Connection(sock, now)
+        self.connections[conn.fd] = conn
+        self._guarded(conn, self._greet, now)
 
     def _greet(self, conn, now):
-        """Check who it is, and whether there is room for it."""
+        """Check who it is; serve at once a request that came with the connection."""
         self.host.watch(conn.fd)
         pid, uid, _ = struct.unpack("3i", conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         conn.peer = f"pid {pid}"
         if uid not in (os.getuid(), 0):
             log.warning("control socket: refused %s of uid %d", conn.peer, uid)
             self._answer(conn, {"ok": False, "kind": "denied", "error": f"uid {uid} may not control mdwd"}, now)
-        elif len(self.connections) > MAX_CONNECTIONS:
-            self._answer(conn, {"ok": False, "kind": "busy", "error": "too many control connections"}, now)
+        else:
+            self._receive(conn, now)
+
+    def _make_room(self, now):
+        """Close connections until a new one fits: first the oldest without a request, then slow readers."""
+        while len(self.connections) >= MAX_CONNECTIONS:
+            candidates = [c for c in self.connections.values() if c.follows is None]
+            if not candidates:
+                return  # cannot happen while MAX_FOLLOWERS < MAX_CONNECTIONS
+            victim = min(candidates, key=lambda c: (c.answered, c.accepted_at))
+            if not victim.answered:
+                self._send_last_words(victim, {
+                    "ok": False, "kind": "busy", "error": f"closed with no complete request after "
+                    f"{now - victim.accepted_at:.1f}s to make room: {MAX_CONNECTIONS} control connections in use"})
+            self.evictions.note(now, len(self.connections))
+            self._close(victim)
 
     # -- serving a connection ---------------------------------------------------
 
@@ -189,7 +227,15 @@ class ControlServer:
             self._answer(conn, {"ok": False, "kind": "usage", "error": str(e)}, now)
             return
         conn.cmd = request["cmd"]
+        self._dispatch(conn, request, now)
+
+    def _dispatch(self, conn, request, now):
         answer, follows = self.handle_request(request)
+        if follows is not None and sum(c.follows is not None for c in self.connections.values()) >= MAX_FOLLOWERS:
+            log.warning("control socket: refused `tail -f %s` from %s: %d followers already", follows, conn,
+                        MAX_FOLLOWERS)
+            answer, follows = {"ok": False, "kind": "busy", "error": f"too many followers: {MAX_FOLLOWERS} "
+                               "`tail -f` are running; stop one, or tail without -f"}, None
         self._answer(conn, answer, now, follows)
 
     def _answer(self, conn, answer, now, follows=None):

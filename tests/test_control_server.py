@@ -143,6 +143,25 @@ def test_a_follower_that_breaks_is_dropped_and_the_others_still_get_lines(served
     assert any("serving pid" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
+def test_the_oldest_connection_without_a_request_makes_room_and_followers_stay(served, monkeypatch):
+    monkeypatch.setattr(control, "MAX_CONNECTIONS", 4)
+    monkeypatch.setattr(control, "MAX_FOLLOWERS", 2)
+    followers = [served.connect({"cmd": "tail", "names": ["alpha"]}) for _ in range(2)]
+    assert all(served.answer(f)["ok"] for f in followers)
+    served.now += 1
+    oldest, newer = served.connect(), served.connect()
+    served.settle()
+    assert len(served.server.connections) == 4
+    served.now += 1
+    assert served.answer(served.connect({"cmd": "status"}))["ok"]
+    evicted = served.answer(oldest)
+    assert evicted["kind"] == "busy" and "no complete request after 1.0s" in evicted["error"]
+    assert served.answer(oldest) is None  # and closed
+    assert sum(c.follows is not None for c in served.server.connections.values()) == 2
+    newer.sendall(b'{"cmd": "pid"}\n')
+    assert served.answer(newer) == {"ok": True, "cmd": "pid"}  # the newer idle one was kept
+
+
 def test_a_client_that_does_not_read_its_answer_is_dropped_after_the_timeout(served, caplog):
     slow = served.connect({"cmd": "big"})
     served.settle()
