@@ -16,7 +16,8 @@ Room for the owner: at most MAX_CONNECTIONS connections are open, of which at
 most MAX_FOLLOWERS follow a log. When a new connection needs a slot, the
 oldest connection without a complete request is closed to make room (then
 the oldest one whose answer is not read yet), so a client that sends its
-request at once is always served (see control_pressure.py for the log).
+request at once is always served. When accept() fails for want of fds or
+memory, accepting pauses instead of spinning (see control_pressure.py).
 """
 import errno
 import json
@@ -26,7 +27,7 @@ import socket
 import stat
 import struct
 
-from supervisor.control_pressure import Evictions
+from supervisor.control_pressure import AcceptPause, Evictions
 from supervisor.control_request import MAX_REQUEST, RequestError, decode_request
 
 log = logging.getLogger("mdwd")
@@ -34,6 +35,7 @@ MAX_PENDING_OUTPUT = 8 * 2**20
 IDLE_TIMEOUT = 10.0  # seconds to send a complete request, and again to read the answer
 MAX_CONNECTIONS = 64
 MAX_FOLLOWERS = 16  # `tail -f` connections; the other slots stay free for requests
+OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 INTERNAL_ERROR = {"ok": False, "kind": "internal", "error": "mdwd failed serving this request; its log says why"}
 assert MAX_FOLLOWERS < MAX_CONNECTIONS  # so a slot can always be made for a new request
 
@@ -69,6 +71,7 @@ class ControlServer:
         self.host = host
         self.handle_request = handle_request
         self.connections = {}
+        self.pause = AcceptPause()
         self.evictions = Evictions()
         self.listener = self._listen()
         host.watch(self.listener.fileno())
@@ -120,14 +123,22 @@ class ControlServer:
                 self._guarded(conn, self._queue, data)
 
     def check_idle(self, now):
-        """Every pass: time out connections past their deadline."""
+        """Every pass: resume a paused listener, and time out connections past their deadline."""
+        if self.pause.due(now):
+            self.pause.resume()
+            self.host.watch(self.listener.fileno())
+            self._accept(now)  # fails at once if fds are still short (the kernel takes the fd first)
+        self.pause.remind(now)
         self.evictions.remind(now)
         for conn in list(self.connections.values()):
             if conn.deadline is not None and now >= conn.deadline:
                 self._guarded(conn, self._time_out, now)
 
     def next_deadline(self):
-        return min((c.deadline for c in self.connections.values() if c.deadline is not None), default=None)
+        deadlines = [c.deadline for c in self.connections.values() if c.deadline is not None]
+        if self.pause.resume_at is not None:
+            deadlines.append(self.pause.resume_at)
+        return min(deadlines, default=None)
 
     # -- accepting --------------------------------------------------------------
 
@@ -139,20 +150,25 @@ class ControlServer:
             self._admit(sock, now)
 
     def _accept_one(self, now):
-        """A new client socket, or None when none is waiting (or accept() failed)."""
+        """A new client socket, or None when none is waiting (or accepting has just been paused)."""
         while True:
             try:
                 sock, _ = self.listener.accept()
-                return sock
-            except (BlockingIOError, InterruptedError):
+            except BlockingIOError:
+                self.pause.working(now)  # no client waiting, and no shortage either
+                return None
+            except InterruptedError:
                 return None
             except ConnectionAbortedError:
                 continue  # that client gave up while queued; the next one may be there
             except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("control socket: cannot accept a connection: %s", e)
-                    return None
-                raise
+                if e.errno not in OUT_OF_RESOURCES:
+                    raise
+                self.host.unwatch(self.listener.fileno())  # else the waiting client keeps it readable: a spin
+                self.pause.begin(e, now)
+                return None
+            self.pause.working(now)
+            return sock
 
     def _admit(self, sock, now):
         sock.setblocking(False)

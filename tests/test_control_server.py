@@ -13,6 +13,7 @@ import socket
 import pytest
 
 from supervisor import control
+from supervisor.control_pressure import PAUSE_FIRST
 from tests.proctree import poll
 
 
@@ -219,6 +220,25 @@ class FailingListener:
 
     def close(self):
         self.real.close()
+
+
+def test_emfile_pauses_the_listener_and_resumes_it_with_a_line_at_each_end(served, caplog):
+    listener = served.server.listener = FailingListener(served.server.listener)
+    listener.error = errno.EMFILE
+    waiting = served.connect({"cmd": "status"})
+    served.settle(50)  # a spinning loop would call accept() 50 times
+    assert listener.calls == 1 and not served.host.watched(listener.fileno())
+    assert served.server.next_deadline() == pytest.approx(served.now + PAUSE_FIRST)
+    served.now += PAUSE_FIRST
+    served.settle(50)  # resumed, failed again: paused twice as long
+    assert listener.calls == 2 and served.server.next_deadline() == pytest.approx(served.now + 2 * PAUSE_FIRST)
+    listener.error = None
+    served.now += 2 * PAUSE_FIRST
+    assert served.answer(waiting) == {"ok": True, "cmd": "status"}
+    lines = [r for r in caplog.records if "control socket" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.ERROR, logging.INFO]
+    assert "cannot accept connections (EMFILE: Too many open files)" in lines[0].getMessage()
+    assert "accepting again after 0.3s; accept() failed 2 times" in lines[1].getMessage()
 
 
 def test_another_accept_error_is_a_bug_that_surfaces(served):
