@@ -35,6 +35,8 @@ MAX_PENDING_OUTPUT = 8 * 2**20
 IDLE_TIMEOUT = 10.0  # seconds to send a complete request, and again to read the answer
 MAX_CONNECTIONS = 64
 MAX_FOLLOWERS = 16  # `tail -f` connections; the other slots stay free for requests
+BACKLOG = 128  # a burst of MAX_CONNECTIONS clients connecting at once fits, twice over
+ACCEPTS_PER_PASS = MAX_CONNECTIONS  # a flood of connects cannot keep the loop in accept()
 OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 INTERNAL_ERROR = {"ok": False, "kind": "internal", "error": "mdwd failed serving this request; its log says why"}
 assert MAX_FOLLOWERS < MAX_CONNECTIONS  # so a slot can always be made for a new request
@@ -96,7 +98,7 @@ class ControlServer:
             sock.bind(self.path)
         finally:
             os.umask(old_umask)
-        sock.listen(16)
+        sock.listen(BACKLOG)
         sock.setblocking(False)
         return sock
 
@@ -143,7 +145,7 @@ class ControlServer:
     # -- accepting --------------------------------------------------------------
 
     def _accept(self, now):
-        while True:
+        for _ in range(ACCEPTS_PER_PASS):
             sock = self._accept_one(now)
             if sock is None:
                 return

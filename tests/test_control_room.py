@@ -1,11 +1,15 @@
-"""The owner can always get `status`: idle connections and followers cannot lock mdwctl out."""
+"""The owner can always get `status`: idle connections, followers and bursts cannot lock mdwctl out."""
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
+from supervisor.control_client import ControlClient
 
 GOOD = {"kind": "faulty", "interval": 0.2, "mode": "healthy", "beat_interval": 0.05}
 FOLLOW = b'{"cmd": "tail", "names": ["alpha"], "lines": 0, "follow": true}\n'
@@ -76,3 +80,50 @@ def test_followers_cannot_lock_the_owner_out_of_status_and_the_17th_is_refused(t
     assert result.returncode == 0, result.stderr
     result = mdwctl(tree, "tail", "-f", "alpha")
     assert result.returncode == 4 and "too many followers" in result.stderr
+
+
+def test_burst_of_64_clients_connecting_at_once_all_get_answers(tree, sockets):
+    """All 64 connect while mdwd is frozen: they must fit its listen backlog (a full one refuses with EAGAIN)."""
+    os.kill(tree.pid, signal.SIGSTOP)
+    try:
+        burst = []
+        for _ in range(64):
+            burst.append(sockets(socket_path(tree), blocking_connect=False))
+    finally:
+        os.kill(tree.pid, signal.SIGCONT)
+    for sock in burst:
+        sock.sendall(b'{"cmd": "pid"}\n')
+    assert all(first_answer(sock) == {"ok": True, "pid": tree.pid} for sock in burst)
+
+
+def test_burst_of_64_concurrent_clients_all_get_answers(tree):
+    """64 ControlClients at once (64 mdwctl or API requests), all queued while mdwd is frozen."""
+    connected = threading.Semaphore(0)
+
+    class Client(ControlClient):
+        def _connect(self):
+            try:
+                return super()._connect()
+            finally:
+                connected.release()
+
+    results = [None] * 64
+
+    def ask(i):
+        try:
+            results[i] = Client(socket_path(tree), timeout=10).call("status")["ok"]
+        except Exception as e:  # noqa: BLE001 - the test reports what each client got
+            results[i] = repr(e)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(64)]
+    os.kill(tree.pid, signal.SIGSTOP)
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in threads:
+            assert connected.acquire(timeout=10), "a client is still trying to connect"
+    finally:
+        os.kill(tree.pid, signal.SIGCONT)
+    for thread in threads:
+        thread.join(30)
+    assert results == [True] * 64

@@ -7,6 +7,7 @@ does costs at most that client's connection.
 import errno
 import json
 import logging
+import select
 import selectors
 import socket
 
@@ -201,6 +202,14 @@ def test_a_half_closed_client_still_gets_the_whole_of_a_long_answer(served):
         return not data
     poll(whole_answer, 10, interval=0, what="the end of the answer")
     assert len(json.loads(received)["blob"]) == 4 * 2**20
+
+
+def test_a_flood_of_connects_cannot_keep_the_loop_in_accept(served):
+    for _ in range(control.ACCEPTS_PER_PASS + 10):
+        served.connect()
+    served.server.on_ready(served.server.listener.fileno(), served.now)
+    assert len(served.server.connections) == control.ACCEPTS_PER_PASS
+    assert select.select([served.server.listener], [], [], 0)[0], "the other 10 wait for the next pass"
 
 
 class FailingListener:

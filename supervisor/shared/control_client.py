@@ -5,13 +5,23 @@ The protocol: the client sends one JSON object on one line, e.g.
 JSON line {"ok": true, ...} or {"ok": false, "error": "...", "kind": "..."}.
 `tail` with "follow": true keeps answering, one JSON line per log line,
 until the client disconnects.
+
+Connecting to a unix socket whose listen backlog is full fails at once with
+EAGAIN (a burst of clients while mdwd is busy): the client retries that,
+backing off from 1 ms to 50 ms, for up to its timeout. Any other failure
+(ENOENT, or ECONNREFUSED: nothing listens there, mdwd is gone) is reported
+at once.
 """
 import json
 import os
 import socket
+import time
 
 SOCKET_NAME = "mdwd.sock"
 MAX_REPLY = 16 * 2**20
+RETRY_FIRST = 0.001  # seconds before connecting again to a full backlog
+RETRY_MAX = 0.05
+CONNECT_TIMEOUT = 5.0  # when the client has no timeout of its own
 
 
 class ControlError(Exception):
@@ -30,14 +40,26 @@ class ControlClient:
         self.timeout = timeout
 
     def _connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.path)
-        except OSError as e:
-            sock.close()
-            raise ControlError(f"cannot reach mdwd at {self.path}: {e.strerror or e}; is mdwd running?") from None
-        return sock
+        """A connected socket; a full backlog is retried until the timeout, other failures end at once."""
+        budget = CONNECT_TIMEOUT if self.timeout is None else self.timeout
+        deadline = time.monotonic() + budget
+        delay = RETRY_FIRST
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(self.path)
+                return sock
+            except BlockingIOError:  # EAGAIN: mdwd's backlog is full
+                sock.close()
+                if time.monotonic() + delay > deadline:
+                    raise ControlError(f"mdwd at {self.path} is too busy: its queue of connections stayed full "
+                                       f"for {budget:g}s") from None
+            except OSError as e:
+                sock.close()
+                raise ControlError(f"cannot reach mdwd at {self.path}: {e.strerror or e}; is mdwd running?") from None
+            time.sleep(delay)
+            delay = min(RETRY_MAX, delay * 2)
 
     def call(self, cmd, **args):
         """Send one request; return the decoded answer (which may say ok: false)."""
