@@ -5,7 +5,7 @@ import socket
 import psutil
 import pytest
 
-from supervisor.control_client import ControlClient
+from supervisor.shared.control_client import ControlClient
 from tests.proctree import poll
 
 GOOD = {"kind": "faulty", "interval": 0.2, "mode": "healthy", "beat_interval": 0.05}

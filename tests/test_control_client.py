@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from supervisor import control_client
-from supervisor.control_client import ControlClient, ControlError
+from supervisor.shared import control_client
+from supervisor.shared.control_client import ControlClient, ControlError
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import time
 
 import psutil
 
-from supervisor.control_client import ControlClient
+from supervisor.shared.control_client import ControlClient
 from tests.proctree import poll
 
 GOOD = {"kind": "faulty", "interval": 0.2, "mode": "healthy", "beat_interval": 0.05}

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from supervisor.control_client import ControlClient
+from supervisor.shared.control_client import ControlClient
 
 GOOD = {"kind": "faulty", "interval": 0.2, "mode": "healthy", "beat_interval": 0.05}
 FOLLOW = b'{"cmd": "tail", "names": ["alpha"], "lines": 0, "follow": true}\n'
