@@ -61,6 +61,7 @@ class Connection:
         self.follows = None  # worker name whose log lines are streamed
         self.closing = False  # close once the outbox is flushed
         self.closed = False
+        self.half_closed = False  # the client shut down its sending side; it may still read
 
     def __str__(self):
         return f"{self.peer} ({self.cmd})" if self.cmd else self.peer
@@ -231,6 +232,9 @@ class ControlServer:
         if not data:
             if not (conn.closing and conn.outbox):  # a half-closed client may still read the rest of its answer
                 self._close(conn)
+            else:
+                conn.half_closed = True  # its EOF stays readable: wake only for writing from now on
+                self.host.want_write(conn.fd, True, read=False)
             return
         if conn.answered:
             return  # one request per connection: ignore what a follower (or a slow reader) sends after it
@@ -291,7 +295,7 @@ class ControlServer:
             self._drop(conn, f"sending failed: {e}")
             return
         if conn.outbox:
-            self.host.want_write(conn.fd, True)
+            self.host.want_write(conn.fd, True, read=not conn.half_closed)
         elif conn.closing:
             self._close(conn)
         else:

@@ -15,6 +15,7 @@ commands:
 
 exit codes (supervisorctl 4.x's where they overlap):
   0  ok
+  1  mdwd failed to carry out the command (its log says why)
   2  usage error (bad command or argument), or a config the daemon rejected
   3  a worker that should run is not running (one stopped on purpose is not a failure)
   4  the daemon cannot be reached, or a worker name is unknown
@@ -26,7 +27,7 @@ import sys
 
 from supervisor.shared.control_client import ControlClient, ControlError, socket_path
 
-EXIT_OK, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_UNREACHABLE = 0, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 
 
 class CtlError(Exception):
@@ -42,7 +43,8 @@ def _call(client, cmd, **args):
 def _checked(answer):
     """The daemon's answer, or CtlError with the exit code its refusal maps to."""
     if not answer.get("ok"):
-        code = {"unknown_name": EXIT_UNREACHABLE, "usage": EXIT_USAGE, "config": EXIT_USAGE}.get(
+        code = {"unknown_name": EXIT_UNREACHABLE, "usage": EXIT_USAGE, "config": EXIT_USAGE,
+                "internal": EXIT_FAILED}.get(
             answer.get("kind"), EXIT_UNREACHABLE)
         problems = "".join(f"\n  {p}" for p in answer.get("problems", []))
         raise CtlError(f"mdwctl: {answer.get('error', 'the daemon refused the request')}{problems}", code)

@@ -49,9 +49,10 @@ class PosixHost:
     def watch(self, fd):
         self.selector.register(fd, selectors.EVENT_READ)
 
-    def want_write(self, fd, flag):
-        """Also wake when `fd` becomes writable (a socket with output pending)."""
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if flag else 0)
+    def want_write(self, fd, flag, read=True):
+        """Also wake when `fd` becomes writable (a socket with output pending); `read` False stops
+        waking for input (a client that has half-closed, whose EOF would otherwise wake us forever)."""
+        events = (selectors.EVENT_READ if read else 0) | (selectors.EVENT_WRITE if flag else 0)
         if self.selector.get_key(fd).events != events:
             self.selector.modify(fd, events)
 
@@ -212,7 +213,7 @@ class PosixHost:
             try:
                 with open(f"/proc/{current}/statm", "rb") as f:
                     total += int(f.read().split()[1]) * PAGE_SIZE
-            except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            except (OSError, ValueError, IndexError):  # gone, or no fd left to look (EMFILE): unknown
                 if current == pid:
                     return None
                 continue

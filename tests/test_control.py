@@ -228,3 +228,11 @@ def test_daemons_started_together_on_one_state_dir_leave_exactly_one_running(mak
     (winner,) = [t for t in trees if t not in losers]
     assert ControlClient(state / "mdwd.sock").call("pid")["pid"] == winner.pid
     assert winner.stop() == 0
+
+
+def test_a_command_mdwd_failed_to_carry_out_exits_1():
+    from supervisor import ctl
+
+    with pytest.raises(ctl.CtlError) as failed:
+        ctl._checked({"ok": False, "kind": "internal", "error": "internal error; mdwd's log has the details"})
+    assert failed.value.code == 1 and "mdwd's log has the details" in str(failed.value)

@@ -33,8 +33,8 @@ class SelectorHost:
         except (KeyError, ValueError):
             pass
 
-    def want_write(self, fd, flag):
-        self.selector.modify(fd, selectors.EVENT_READ | (selectors.EVENT_WRITE if flag else 0))
+    def want_write(self, fd, flag, read=True):
+        self.selector.modify(fd, (selectors.EVENT_READ if read else 0) | (selectors.EVENT_WRITE if flag else 0))
 
     def watched(self, fd):
         return fd in self.selector.get_map()
@@ -185,6 +185,16 @@ def test_a_client_sending_more_while_not_reading_its_answer_does_not_spin_the_lo
     readable = sum(1 for _ in range(20) for key, events in served.host.selector.select(0)
                    if key.fd == conn.fd and events & selectors.EVENT_READ)
     assert readable == 0
+
+
+def test_a_half_closed_client_that_does_not_read_does_not_spin_the_loop(served):
+    sock = served.connect({"cmd": "big"})
+    sock.shutdown(socket.SHUT_WR)  # its EOF is readable for good; it does not read its (long) answer
+    served.settle()
+    conn = next(iter(served.server.connections.values()))
+    assert conn.outbox
+    wakeups = sum(1 for _ in range(20) for key, events in served.host.selector.select(0) if key.fd == conn.fd)
+    assert wakeups == 0
 
 
 def test_a_half_closed_client_still_gets_the_whole_of_a_long_answer(served):

@@ -47,6 +47,6 @@ def children(pid):
         for task in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
                 found.extend(int(child) for child in f.read().split())
-    except (FileNotFoundError, ProcessLookupError):
+    except OSError:  # gone, or no fd left to look with
         return []
     return found
