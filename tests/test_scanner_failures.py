@@ -147,3 +147,51 @@ def test_whale_chain_handed_over_is_quarantined_and_the_other_expirations_scanne
     assert counts["quarantined"] == 1 and counts["chains"] == len(ctx.options["symbols"]) * 4 - 1
     assert [q["item"] for q in quarantine.listing()] == [f"TSLA {expiry}"]
     assert ("chain", f"TSLA {expiry}") not in ctx.beats
+
+
+@pytest.fixture
+def fake_schwab():
+    from tests.fake_schwab import FakeSchwab
+
+    server = FakeSchwab().start()
+    yield server
+    server.stop()
+
+
+def test_schwab_batches_led_by_a_dripping_and_a_hung_symbol_are_split_and_the_rest_quoted(tmp_path, fake_schwab):
+    """The default universe and batch size against the Schwab stand-in; two batches fail by their deadline."""
+    from tests.schwab_fixture import MARKET_TIME, schwab_against
+
+    dripping, hung = WATCHLIST[50], WATCHLIST[100]  # the leaders of the second and third batch
+    fake_schwab.misbehave("/marketdata/v1/quotes", "trickle", symbol=dripping, interval=0.2)
+    fake_schwab.misbehave("/marketdata/v1/quotes", "hang", symbol=hung)
+    provider = schwab_against(fake_schwab, tmp_path, deadline=0.5)
+    quarantine = Quarantine(tmp_path / "q.json", after_failures=3)
+    try:
+        scan, _ = make_scan(watchlist.WatchlistScan, "watchlist", tmp_path, provider=provider, quarantine=quarantine)
+        scan.store = StoreWriter(tmp_path, now=lambda: MARKET_TIME)
+        scan.timeout = 0.5  # [provider] request_timeout
+        first = scan.run_cycle()
+        assert first["fresh"] == len(WATCHLIST) - 2  # every healthy symbol, in the very first cycle
+        for _ in range(2):
+            assert scan.run_cycle()["fresh"] == len(WATCHLIST) - 2
+        assert sorted(q["item"] for q in quarantine.listing()) == sorted([dripping, hung])
+        last = scan.run_cycle()
+    finally:
+        provider.close()
+    assert last == {"symbols": len(WATCHLIST), "fresh": len(WATCHLIST) - 2, "stored": len(WATCHLIST) - 2,
+                    "missed": 2, "quarantined": 2}
+    assert scan.tally.requests == {"ok": 4}  # quarantined symbols cost nothing any more: four batches
+
+
+def test_a_quarantined_symbol_keeps_its_stored_row(tmp_path):
+    make_scan(watchlist.WatchlistScan, "watchlist", tmp_path)[0].run_cycle()
+    before = rows(tmp_path)["TSLA"]
+    later = NOW + dt.timedelta(minutes=1)
+    scan, _ = make_scan(watchlist.WatchlistScan, "watchlist", tmp_path, quarantine=Quarantine(tmp_path / "q.json"),
+                        handed_over=handover("fetch", "TSLA"))
+    scan.store = StoreWriter(tmp_path, now=lambda: later)
+    scan.quarantine.suspect(["TSLA"], "its batch hung the previous process (killed)")
+    counts = scan.run_cycle()
+    assert counts["quarantined"] == 1 and counts["stored"] == len(WATCHLIST)
+    assert rows(tmp_path)["TSLA"] == before  # nothing already stored is lost; its time says how old it is

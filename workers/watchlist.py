@@ -41,7 +41,7 @@ class WatchlistScan(Scan):
     def cycle(self):
         symbols = list(self.options["symbols"])
         queue = collections.deque(plan(symbols, int(self.options["batch_size"]), self.quarantine))
-        rows, missed = {}, set()
+        rows = {}
         while queue:
             item = queue.popleft()
             members = item.split(",")
@@ -53,14 +53,12 @@ class WatchlistScan(Scan):
                                             own_item=not batch)
             if outcome is OK:
                 rows.update(self.take(value, members))
-                missed.update(m for m in members if m not in rows)
             elif outcome is FAILED and batch and about_the_item(value):
                 self.split(queue, members, f"its batch failed as a whole: {value}")
-            else:
-                missed.update(members)
         if not rows:
             self.check_provider()
             raise CycleFailed(f"no quote for any of {len(symbols)} symbols")
+        missed = set(symbols) - set(rows)  # failed, skipped or quarantined: their stored rows stay
         stored = self.store_snapshot(list(rows.values()), keep=missed)
         return {"symbols": len(symbols), "fresh": len(rows), "stored": stored, "missed": len(missed),
                 "quarantined": sum(self.quarantine.holds(s) for s in symbols)}
