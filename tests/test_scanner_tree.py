@@ -23,3 +23,18 @@ def test_item_that_hung_a_predecessor_is_quarantined_and_the_rest_keeps_updating
     assert status["provider_requests"]["sim"]["ok"] >= 3
     poll(lambda: (tree.state_dir / "quarantine-watchlist.json").exists(), 2, what="the quarantine file")
     assert tree.stop() == 0
+
+
+def test_scanner_without_a_schwab_token_file_is_unhealthy_from_its_first_failed_cycle(make_tree):
+    tree = make_tree({"watchlist": {"kind": "watchlist", "interval": 60.0}},
+                     sections={"provider": {"kind": "schwab", "base_url": "http://127.0.0.1:9",
+                                            "auth_url": "http://127.0.0.1:9"}},
+                     heartbeat_timeout=10.0, startup_timeout=30.0).start(SCHWAB_APP_KEY="k", SCHWAB_APP_SECRET="s")
+    tree.wait_log(r"watchlist: ERROR scanner: watchlist cycle failed: the provider refused our credentials")
+    client = ControlClient(tree.state_dir / "mdwd.sock")
+    row = poll(lambda: (r := client.call("status")["workers"][0])["cycles_failed"] and r, 5, what="the failed cycle")
+    assert row["state"] == "RUNNING" and not row["healthy"]
+    assert "last cycle failed: the provider refused our credentials" in row["failing"]
+    assert "schwab-token.json not found" in row["failing"]
+    assert row["reported"]["quarantined"] == []
+    assert tree.stop() == 0
