@@ -54,17 +54,17 @@ def main(argv=None):
             normal = []
             logging.getLogger("scanner").setLevel(logging.ERROR)  # one warning per cycle otherwise
             for _ in range(3):  # warm the fake server's caches, so the baseline is not inflated
-                scan.cycle()
+                scan.run_cycle()
             for _ in range(cycles):  # as many normal cycles as faulty ones: the same statistics on both
                 started = time.monotonic()
-                scan.cycle()
+                scan.run_cycle()
                 normal.append(time.monotonic() - started)
             fake.misbehave("/marketdata/v1/pricehistory", "trickle", symbol=HUNG, interval=0.2)
             times, stored, fresh = [], [], []
             baseline_threads = baseline_fds = None
             for i in range(cycles):
                 started = time.monotonic()
-                counts = scan.cycle()
+                counts = scan.run_cycle()
                 times.append(time.monotonic() - started)
                 fresh.append(counts["fresh"])
                 stored.append(len(StoreReader(directory).macd(limit=1000)))

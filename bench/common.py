@@ -42,12 +42,15 @@ def work_dir(name):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def start_tree(directory, workers, name="mdwd", **supervisor):
-    """mdwd as a subprocess in its own session, running `workers` (default supervisor settings)."""
+def start_tree(directory, workers, name="mdwd", sections=None, **supervisor):
+    """mdwd as a subprocess in its own session, running `workers` (default supervisor settings), or,
+    with workers=None, every embedded default worker; `sections` adds [provider], [api]... tables."""
     supervisor.setdefault("state_dir", os.path.join(directory, "state"))
     path = os.path.join(directory, f"{name}.toml")
+    tables = {"supervisor": supervisor} if workers is None else configs.tables(workers, fast=False, **supervisor)
+    tables.update(sections or {})
     with open(path, "w") as f:
-        f.write(configs.to_toml(configs.tables(workers, fast=False, **supervisor)))
+        f.write(configs.to_toml(tables))
     log = open(os.path.join(directory, f"{name}.log"), "wb")
     return subprocess.Popen([*configs.MDWD, "--config", path], stdin=subprocess.DEVNULL,
                             stdout=log, stderr=log, start_new_session=True, env=configs.mdwd_environ())
