@@ -109,7 +109,8 @@ def install(machine, config_text):
     borrowed = "\n".join(f"BindReadOnlyPaths={source}" for source in sources)
     drop_in = f"[Service]\nProtectHome=tmpfs\n{borrowed}\n"
     machine.add_file(f"/etc/systemd/system/{SERVICE}.d/test.conf",
-                     drop_in + f"WatchdogSec={WATCHDOG_SEC}\nEnvironment=PYTHONPATH={TEST_DIR}\n")
+                     drop_in + f"WatchdogSec={WATCHDOG_SEC}\nEnvironment=PYTHONPATH={TEST_DIR}\n"
+                     "Environment=MDW_DRILLS=1\n")  # the faulty test workers are drill kinds
     probe_unit = re.sub(r"(?m)^ExecStart=.*$", f"ExecStart={INSTALL_DIR}/venv/bin/python {TEST_DIR}/probe.py",
                         UNIT_FILE.read_text())
     machine.add_file(f"/etc/systemd/system/{PROBE}", probe_unit)
@@ -334,7 +335,8 @@ def test_install_script_sets_up_the_service_as_shipped(debian_root, tmp_path):
         source = "/usr/src/market-data-worker"
         shutil.copytree(REPO, machine.upper / source.lstrip("/"), symlinks=True, ignore=shutil.ignore_patterns(
             ".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".work"))
-        machine.add_file(CONFIG, configs.to_toml(configs.tables(WORKERS, **SUPERVISOR)))  # kept by install.sh
+        shipped_kinds = {"watchlist": {"kind": "watchlist", "interval": 5.0}, "macd": {"kind": "macd", "interval": 5.0}}
+        machine.add_file(CONFIG, configs.to_toml(configs.tables(shipped_kinds, **SUPERVISOR)))  # kept by install.sh
         pip_cache = debian_root.parent / "pip-cache"  # beside the root, reused by later runs
         pip_cache.mkdir(exist_ok=True)
         machine.add_bind(pip_cache, "/var/cache/mdw-pip", read_only=False)
@@ -352,7 +354,7 @@ def test_install_script_sets_up_the_service_as_shipped(debian_root, tmp_path):
         wait_status(machine, "2/2 healthy")
         env_file = machine.run("stat", "-c", "%a %U", "/etc/market-data-worker/env").stdout.split()
         assert env_file == ["600", "root"]
-        assert "kind = \"faulty\"" in machine.run("cat", CONFIG).stdout, "install.sh replaced an existing config"
+        assert "[workers.macd]" in machine.run("cat", CONFIG).stdout, "install.sh replaced an existing config"
     finally:
         machine.shutdown()
 
