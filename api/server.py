@@ -1,11 +1,11 @@
 """Serving the app with granian in a child process, and asking it over loopback.
 
-The API worker (api/worker.py) never serves HTTP itself. It reserves the
-address, then `ServerProcess.start()` forks one process that runs granian's
-manager, which forks `processes` serving processes; each serves the WSGI app
-from `threads` Python threads while granian's Rust runtime does the sockets
-and HTTP parsing. The tree, all in the API worker's process group so the
-supervisor's kill reaches every member:
+The API worker (api/worker.py) never serves HTTP itself. It listens on the
+address (api/listener.py), then `ServerProcess.start()` forks one process
+that runs granian's manager, which forks `processes` serving processes; each
+serves the WSGI app from `threads` Python threads while granian's Rust
+runtime does the sockets and HTTP parsing. The tree, all in the API worker's
+process group so the supervisor's kill reaches every member:
 
     mdw:api           self-check loop, beats (api/worker.py)
     └─ mdw:api.http   granian's manager (ServerProcess)
@@ -22,11 +22,10 @@ event loop, handing each request to a thread and back) and cheroot did no
 better, against ~33,000 for granian with the same two processes (see
 bench/bench_api.py). The app code is the same under every server.
 
-The address: `reserve(host, port)` binds (without listening) a socket with
-SO_REUSEPORT, as granian's own listeners are. That finds a port in use
-(EADDRINUSE) or a host that does not resolve before anything is forked, turns
-port 0 into a real port, and keeps the port ours for as long as the API worker
-lives; a bound socket that does not listen takes no connections.
+The address: the API worker hands over a socket it already listens on
+(api/listener.py `reserve`: no SO_REUSEPORT, so nothing else can bind the port
+while the API runs), and every serving process accepts on that one socket
+(`granian_on`).
 
 `self_check(host, port, path, timeout, pids)` is the worker's proof of life:
 real HTTP requests with a short timeout, on new connections until each serving
@@ -48,13 +47,14 @@ from typing import Callable, Optional
 from supervisor.shared import linux
 from supervisor.shared.exits import signal_name
 
-__all__ = ["ServerProcess", "reserve", "self_check", "served_by", "loopback_host", "SERVED_BY",
+from .listener import BACKLOG, granian_on
+
+__all__ = ["ServerProcess", "self_check", "served_by", "loopback_host", "SERVED_BY",
            "EXIT_SERVER_FAILED"]
 
 log = logging.getLogger("api.server")
 
 EXIT_SERVER_FAILED = 1
-BACKLOG = 1024
 SERVED_BY = "X-MDW-Served-By"  # response header: the pid of the serving process (see self_check)
 SWEEP_ASKS_PER_PROCESS = 16
 SWEEP_TIMEOUTS = 3
@@ -75,34 +75,17 @@ def loopback_host(host: str) -> str:
     return host
 
 
-def reserve(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port (not listening) that granian's listeners can share.
-
-    OSError if the port is in use by a socket that does not allow sharing (or
-    the address is not ours), socket.gaierror (an OSError) if `host` does not resolve.
-    """
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 class ServerProcess:
-    """granian serving `app_factory()` on a reserved address, in a forked process tree."""
+    """granian serving `app_factory()` on a listening socket of ours, in a forked process tree."""
 
-    def __init__(self, app_factory: Callable[[], Callable], reservation: socket.socket, name: str,
+    def __init__(self, app_factory: Callable[[], Callable], listener: socket.socket, name: str,
                  processes: int, threads: int):
         self.app_factory = app_factory
-        self.reservation = reservation  # held open for as long as this process lives: the port stays ours
+        self.listener = listener  # kept open for as long as this process lives, as in every member of the tree
         self.name = name
         self.processes = processes
         self.threads = threads
-        bound = reservation.getsockname()
+        bound = listener.getsockname()
         self.addresses = [(str(bound[0]), int(bound[1]))]
         self.pid: Optional[int] = None
         self.exit_status: Optional[int] = None
@@ -141,7 +124,6 @@ class ServerProcess:
         linux.set_process_name(f"mdw:{self.name}.http")
 
     def _serve(self) -> None:
-        from granian import Granian
         from granian.constants import HTTPModes, Interfaces
 
         manager = os.getpid()
@@ -155,8 +137,8 @@ class ServerProcess:
         # With setproctitle installed (granian's optional "pname" extra) granian retitles its processes
         # itself, and would otherwise replace our names with "granian wsgi ..."; without, it must not try.
         title = f"mdw:{self.name}.http" if importlib.util.find_spec("setproctitle") else None
-        server = Granian(
-            target=f"mdw:{self.name}", address=host, port=port, interface=Interfaces.WSGI,
+        server = granian_on(
+            self.listener, target=f"mdw:{self.name}", address=host, port=port, interface=Interfaces.WSGI,
             workers=self.processes, blocking_threads=self.threads, http=HTTPModes.http1, websockets=False,
             backlog=BACKLOG, log_dictconfig=GRANIAN_LOGGING, respawn_failed_workers=False, process_name=title)
         server.serve(target_loader=load_app)

@@ -2,7 +2,7 @@
 
 `run(ctx)` reads the [api] section (host, port, token, processes, threads,
 self_check_interval), opens the store (so a broken one is reported here, by
-name, before anything serves), reserves the address and forks the HTTP server
+name, before anything serves), listens on the address and forks the HTTP server
 (api/server.py: granian's manager and its `processes` serving processes, each
 with `threads` threads and its own store connection). The loop here then,
 every `period` seconds, asks the server for GET /api/last_update over loopback
@@ -20,6 +20,10 @@ the wait between checks does not beat either (ctx.idle would).
 supervisor expects a cycle per interval) and to a third of the heartbeat
 timeout when those are smaller.
 
+The address is ours alone: `bind()` listens on it without SO_REUSEPORT
+(api/listener.py), so a second tree configured on the same port exits here
+with EXIT_CANNOT_LISTEN, naming the address and the process that holds it.
+
 The token: MDW_API_TOKEN, if set and non-empty, overrides [api] token.
 
 Exit codes: EXIT_CANNOT_LISTEN (69) when the address cannot be bound (port in
@@ -28,6 +32,7 @@ use, bad host), EXIT_STORE (70) when the store cannot be opened, EXIT_SERVER_DIE
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -37,7 +42,8 @@ from supervisor.shared.control_client import ControlClient, socket_path
 from workers.store import StoreError, StoreReader
 
 from .app import create_app
-from .server import ServerProcess, reserve, self_check, served_by
+from .listener import holders, reserve
+from .server import ServerProcess, self_check, served_by
 from .status import StatusSource
 
 __all__ = ["run", "ApiWorker", "settings_from", "EXIT_CANNOT_LISTEN", "EXIT_STORE", "EXIT_SERVER_DIED"]
@@ -90,9 +96,12 @@ class ApiWorker:
         StoreReader(self.ctx.state_dir).close()
 
     def bind(self) -> None:
-        """OSError (address in use, not ours; host does not resolve) if the address cannot be reserved."""
-        reservation = reserve(self.settings["host"], int(self.settings["port"]))
-        self.server = ServerProcess(self.make_app, reservation, self.ctx.name,
+        """Listen on the address; OSError if it cannot be had.
+
+        OSError: address in use (errno EADDRINUSE), not ours, or a host that does not resolve.
+        """
+        listener = reserve(self.settings["host"], int(self.settings["port"]))
+        self.server = ServerProcess(self.make_app, listener, self.ctx.name,
                                     processes=int(self.settings["processes"]),
                                     threads=int(self.settings["threads"]))
 
@@ -145,6 +154,18 @@ class ApiWorker:
             time.sleep(self.period)
 
 
+def cannot_listen(host: str, port, exc: OSError) -> str:
+    """The log line for an address that cannot be had: which, and why."""
+    where = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    why = getattr(exc, "strerror", None) or str(exc)
+    if getattr(exc, "errno", None) == errno.EADDRINUSE:
+        held = holders(int(port))
+        by = f", {', '.join(held)}" if held else ""
+        return (f"cannot listen on {where}: another process holds the port ({why}{by}); is another "
+                "market-data-worker tree or server running on it? Check [api] host and port")
+    return f"cannot listen on {where}: {why} (check [api] host and port)"
+
+
 def run(ctx) -> None:
     """Entry point of the "api" worker kind (workers/kinds.py)."""
     worker = ApiWorker(ctx)
@@ -157,8 +178,7 @@ def run(ctx) -> None:
     try:
         worker.bind()
     except OSError as exc:
-        log.error("cannot listen on %s:%s: %s (check [api] host and port; is another process using the port?)",
-                  host, port, getattr(exc, "strerror", None) or exc)
+        log.error("%s", cannot_listen(host, port, exc))
         raise SystemExit(EXIT_CANNOT_LISTEN)
     worker.start()
     raise SystemExit(worker.serve_forever())

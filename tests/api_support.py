@@ -1,20 +1,33 @@
-"""Helpers and fixtures for the API tests: WSGI calls, a filled store, a fake control socket."""
+"""Helpers and fixtures for the API tests: WSGI calls, a filled store, a fake control socket,
+and the API worker as a real process (`Child`, the `child` fixture)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import os
+import select
 import shutil
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from wsgiref.util import setup_testing_defaults
 
+import psutil
 import pytest
 
 from api.app import create_app
 from api.status import StatusSource
 from supervisor.shared.control_client import ControlClient
+from supervisor.shared.protocol import MessageDecoder
 from tests.fake_control import FakeControl, worker_row
+from tests.proctree import poll
 from workers.store import StoreError, StoreReader, StoreWriter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NOW = dt.datetime(2026, 3, 2, 15, 0, 0, tzinfo=dt.timezone.utc)
 TOKEN = "s3cret-token"
@@ -160,3 +173,106 @@ class _BrokenStore:
         def fail(*args, **kwargs):
             raise StoreError(None, "read failed: database is locked")
         return fail
+
+
+# -- the API worker as a real process ------------------------------------------
+
+def make_spec(state_dir, interval=1.0, heartbeat_timeout=30.0, **api):
+    section = {"host": "127.0.0.1", "port": 0, "token": "", "threads": 2, "self_check_interval": 0.2, "processes": 2}
+    section.update(api)
+    return SimpleNamespace(name="api", kind="api", interval=interval, options={}, state_dir=str(state_dir),
+                           heartbeat_timeout=heartbeat_timeout, sections={"api": section})
+
+
+def child_main(argv):
+    """In the child: a real WorkerContext writing heartbeats to fd argv[1], then api.worker.run."""
+    import logging
+
+    import api.worker
+    from supervisor.shared.context import WorkerContext
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    section = json.loads(argv[2])
+    spec = make_spec(argv[0], **section)
+    api.worker.run(WorkerContext(spec, int(argv[1])))
+
+
+class Child:
+    """`api.worker.run` in its own session; heartbeats read from a pipe, stderr from a file."""
+
+    def __init__(self, directory, state_dir, section):
+        self.read_fd, write_fd = os.pipe()
+        self.stderr_path = Path(directory) / "child.stderr"
+        self.decoder = MessageDecoder()
+        self.messages = []
+        code = f"import sys; sys.path.insert(0, {ROOT!r}); from tests.api_support import child_main; " \
+               "child_main(sys.argv[1:])"
+        env = {k: v for k, v in os.environ.items() if k not in ("MDW_API_TOKEN", "RUNTIME_DIRECTORY")}
+        with open(self.stderr_path, "wb") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", code, str(state_dir), str(write_fd), json.dumps(section)],
+                pass_fds=[write_fd], stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                start_new_session=True, cwd=ROOT, env=env)
+        os.close(write_fd)
+
+    def stderr(self):
+        return self.stderr_path.read_text(errors="replace")
+
+    def read_messages(self):
+        while select.select([self.read_fd], [], [], 0)[0]:
+            data = os.read(self.read_fd, 65536)
+            if not data:
+                break
+            self.messages.extend(self.decoder.feed(data))
+        return self.messages
+
+    def beats(self):
+        return [m for m in self.read_messages() if m["t"] == "beat"]
+
+    def port(self):
+        found = [line for line in self.stderr().splitlines() if "serving the API on 127.0.0.1:" in line]
+        return int(found[0].split("127.0.0.1:")[1].split()[0]) if found else None
+
+    def wait_port(self, timeout=15):
+        return poll(self.port, timeout, what=lambda: f"the serving line in:\n{self.stderr()}")
+
+    def kill(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+        os.close(self.read_fd)
+
+
+@pytest.fixture
+def child(tmp_path):
+    """Start API worker processes: child(**[api] keys), with `state_dir` if wanted; each has its
+    own directory and, unless given another, the filled store in tmp_path/"state". Every one is
+    killed with its group afterwards."""
+    fill(tmp_path / "state")
+    children = []
+    numbers = itertools.count(1)
+
+    def start(state_dir=None, **section):
+        directory = tmp_path / f"child-{next(numbers)}"
+        directory.mkdir()
+        c = Child(directory, state_dir or tmp_path / "state", section)
+        children.append(c)
+        return c
+
+    yield start
+    for c in children:
+        c.kill()
+
+
+def http_tree(c, processes):
+    """granian's manager and its serving processes under the API worker, once all are up."""
+    def found():
+        managers = [p for p in psutil.Process(c.proc.pid).children() if p.name() == "mdw:api.http"]
+        if len(managers) != 1:
+            return None
+        serving = [p for p in managers[0].children() if p.name() == "mdw:api.http"]
+        listening = [p for p in serving if any(conn.status == psutil.CONN_LISTEN for conn in p.net_connections("tcp"))]
+        return (managers[0], serving) if len(listening) == processes == len(serving) else None
+    return poll(found, 15, what=lambda: f"the HTTP server's {processes} serving processes; stderr:\n{c.stderr()}")

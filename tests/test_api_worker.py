@@ -8,14 +8,9 @@ always ephemeral.
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
-import select
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -26,21 +21,11 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import psutil
 import pytest
 
-from api.server import SERVED_BY, reserve, self_check
+from api.server import SERVED_BY, self_check
 from api.worker import EXIT_CANNOT_LISTEN, EXIT_SERVER_DIED, ApiWorker, settings_from
-from supervisor.shared.protocol import MessageDecoder
+from tests.api_support import child, fill, http_tree, make_spec  # noqa: F401 (child: a fixture)
 from tests.fake_control import FakeControl, worker_row
 from tests.proctree import poll
-from tests.api_support import fill
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def make_spec(state_dir, interval=1.0, heartbeat_timeout=30.0, **api):
-    section = {"host": "127.0.0.1", "port": 0, "token": "", "threads": 2, "self_check_interval": 0.2, "processes": 2}
-    section.update(api)
-    return SimpleNamespace(name="api", kind="api", interval=interval, options={}, state_dir=str(state_dir),
-                           heartbeat_timeout=heartbeat_timeout, sections={"api": section})
 
 
 class RecordingCtx:
@@ -196,24 +181,6 @@ def test_hung_server_self_check_gives_up_within_its_timeout():
     assert time.monotonic() - started < 2.0
 
 
-def test_a_reservation_picks_a_port_takes_no_connections_and_finds_a_port_in_use():
-    with reserve("127.0.0.1", 0) as reserved:
-        port = reserved.getsockname()[1]
-        assert port > 0
-        with pytest.raises(ConnectionRefusedError):  # bound, not listening: it never steals a client
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        with socket.socket() as other:  # and nobody else (without SO_REUSEPORT) can take the port meanwhile
-            with pytest.raises(OSError) as error:
-                other.bind(("127.0.0.1", port))
-            assert error.value.errno == errno.EADDRINUSE
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen(1)
-        with pytest.raises(OSError) as error:
-            reserve("127.0.0.1", taken.getsockname()[1])
-        assert error.value.errno == errno.EADDRINUSE
-
-
 def test_token_from_the_environment_overrides_the_config(tmp_path):
     ctx = RecordingCtx(make_spec(tmp_path, token="from-config"))
     assert settings_from(ctx, environ={})["token"] == "from-config"
@@ -237,83 +204,10 @@ def test_the_self_check_comes_often_enough_for_the_supervisor(tmp_path, check, i
 
 # -- real processes ------------------------------------------------------------
 
-def child_main(argv):
-    """In the child: a real WorkerContext writing heartbeats to fd argv[1], then api.worker.run."""
-    import logging
-
-    from api.worker import run
-    from supervisor.shared.context import WorkerContext
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    section = json.loads(argv[2])
-    spec = make_spec(argv[0], **section)
-    run(WorkerContext(spec, int(argv[1])))
-
-
-class Child:
-    """`api.worker.run` in its own session; heartbeats read from a pipe, stderr from a file."""
-
-    def __init__(self, tmp_path, **section):
-        self.read_fd, write_fd = os.pipe()
-        self.stderr_path = tmp_path / "child.stderr"
-        self.decoder = MessageDecoder()
-        self.messages = []
-        code = f"import sys; sys.path.insert(0, {ROOT!r}); from tests.test_api_worker import child_main; " \
-               "child_main(sys.argv[1:])"
-        env = {k: v for k, v in os.environ.items() if k not in ("MDW_API_TOKEN", "RUNTIME_DIRECTORY")}
-        with open(self.stderr_path, "wb") as stderr:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", code, str(tmp_path / "state"), str(write_fd), json.dumps(section)],
-                pass_fds=[write_fd], stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-                start_new_session=True, cwd=ROOT, env=env)
-        os.close(write_fd)
-
-    def stderr(self):
-        return self.stderr_path.read_text(errors="replace")
-
-    def read_messages(self):
-        while select.select([self.read_fd], [], [], 0)[0]:
-            data = os.read(self.read_fd, 65536)
-            if not data:
-                break
-            self.messages.extend(self.decoder.feed(data))
-        return self.messages
-
-    def beats(self):
-        return [m for m in self.read_messages() if m["t"] == "beat"]
-
-    def port(self):
-        found = [line for line in self.stderr().splitlines() if "serving the API on 127.0.0.1:" in line]
-        return int(found[0].split("127.0.0.1:")[1].split()[0]) if found else None
-
-    def kill(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
-        os.close(self.read_fd)
-
-
-@pytest.fixture
-def child(tmp_path):
-    fill(tmp_path / "state")
-    children = []
-
-    def start(**section):
-        c = Child(tmp_path, **section)
-        children.append(c)
-        return c
-
-    yield start
-    for c in children:
-        c.kill()
-
-
 def test_the_worker_process_serves_and_beats_after_self_checks(child, tmp_path):
     with FakeControl(tmp_path / "state" / "mdwd.sock", rows=[worker_row("api", interval=1.0)]):
         c = child(self_check_interval=0.2)
-        port = poll(c.port, 15, what=lambda: f"the serving line in:\n{c.stderr()}")
+        port = c.wait_port()
         poll(lambda: len(c.beats()) >= 3, 15, what=lambda: f"3 beats; messages {c.messages}, stderr:\n{c.stderr()}")
         assert {(b["phase"], b["item"]) for b in c.beats()} == {("self-check", "/api/last_update")}
         cycles = [m for m in c.messages if m["t"] == "cycle"]
@@ -341,22 +235,10 @@ def test_a_host_that_does_not_resolve_exits_nonzero_saying_why(child):
     assert "cannot listen on no-such-host.invalid:0: Name or service not known" in c.stderr()
 
 
-def http_tree(c, processes):
-    """granian's manager and its serving processes under the API worker, once all are up."""
-    def found():
-        managers = [p for p in psutil.Process(c.proc.pid).children() if p.name() == "mdw:api.http"]
-        if len(managers) != 1:
-            return None
-        serving = [p for p in managers[0].children() if p.name() == "mdw:api.http"]
-        listening = [p for p in serving if any(conn.status == psutil.CONN_LISTEN for conn in p.net_connections("tcp"))]
-        return (managers[0], serving) if len(listening) == processes == len(serving) else None
-    return poll(found, 15, what=lambda: f"the HTTP server's {processes} serving processes; stderr:\n{c.stderr()}")
-
-
 def test_serving_processes_share_the_port_in_the_workers_group_and_their_death_restarts_the_api(child, tmp_path):
     with FakeControl(tmp_path / "state" / "mdwd.sock", rows=[worker_row("api", interval=1.0)]):
         c = child(self_check_interval=0.2, processes=3)
-        port = poll(c.port, 15, what=lambda: f"the serving line in:\n{c.stderr()}")
+        port = c.wait_port()
         manager, serving = http_tree(c, 3)
         group = os.getpgid(c.proc.pid)
         assert {os.getpgid(p.pid) for p in [manager, *serving]} == {group}  # the supervisor's kill reaches them
@@ -391,7 +273,7 @@ def test_a_frozen_http_server_gets_no_more_beats(child, tmp_path):
 def test_one_frozen_serving_process_among_healthy_ones_stops_the_beats(child, tmp_path):
     with FakeControl(tmp_path / "state" / "mdwd.sock", rows=[worker_row("api", interval=1.0)]):
         c = child(self_check_interval=0.2, processes=2)
-        port = poll(c.port, 15, what=lambda: f"the serving line in:\n{c.stderr()}")
+        port = c.wait_port()
         _, serving = http_tree(c, 2)
         poll(lambda: len(c.beats()) >= 2, 15, what="beats while the server answers")
         serving[0].suspend()  # the other keeps answering: a single request would often still succeed
