@@ -25,7 +25,9 @@ bench/bench_api.py). The app code is the same under every server.
 The address: the API worker hands over a socket it already listens on
 (api/listener.py `reserve`: no SO_REUSEPORT, so nothing else can bind the port
 while the API runs), and every serving process accepts on that one socket
-(`granian_on`).
+(`granian_on`). Each serving process holds up to `connections` connections
+(granian's backpressure) and closes one that has not sent a request head
+within `header_timeout` seconds (api/capacity.py says why).
 
 `self_check(host, port, path, timeout, pids)` is the worker's proof of life:
 real HTTP requests with a short timeout, on new connections until each serving
@@ -47,6 +49,7 @@ from typing import Callable, Optional
 from supervisor.shared import linux
 from supervisor.shared.exits import signal_name
 
+from .capacity import HEADER_TIMEOUT_S, MAX_CONNECTIONS_PER_PROCESS
 from .listener import BACKLOG, granian_on
 
 __all__ = ["ServerProcess", "self_check", "served_by", "loopback_host", "SERVED_BY",
@@ -79,12 +82,15 @@ class ServerProcess:
     """granian serving `app_factory()` on a listening socket of ours, in a forked process tree."""
 
     def __init__(self, app_factory: Callable[[], Callable], listener: socket.socket, name: str,
-                 processes: int, threads: int):
+                 processes: int, threads: int, connections: int = MAX_CONNECTIONS_PER_PROCESS,
+                 header_timeout: float = HEADER_TIMEOUT_S):
         self.app_factory = app_factory
         self.listener = listener  # kept open for as long as this process lives, as in every member of the tree
         self.name = name
         self.processes = processes
         self.threads = threads
+        self.connections = connections
+        self.header_timeout = header_timeout
         bound = listener.getsockname()
         self.addresses = [(str(bound[0]), int(bound[1]))]
         self.pid: Optional[int] = None
@@ -125,6 +131,7 @@ class ServerProcess:
 
     def _serve(self) -> None:
         from granian.constants import HTTPModes, Interfaces
+        from granian.http import HTTP1Settings
 
         manager = os.getpid()
         host, port = self.addresses[0]
@@ -140,7 +147,9 @@ class ServerProcess:
         server = granian_on(
             self.listener, target=f"mdw:{self.name}", address=host, port=port, interface=Interfaces.WSGI,
             workers=self.processes, blocking_threads=self.threads, http=HTTPModes.http1, websockets=False,
-            backlog=BACKLOG, log_dictconfig=GRANIAN_LOGGING, respawn_failed_workers=False, process_name=title)
+            backlog=BACKLOG, backpressure=self.connections,
+            http1_settings=HTTP1Settings(header_read_timeout=round(self.header_timeout * 1000), keep_alive=True),
+            log_dictconfig=GRANIAN_LOGGING, respawn_failed_workers=False, process_name=title)
         server.serve(target_loader=load_app)
 
     def wait_until_answering(self, path: str, timeout: float) -> Optional[str]:

@@ -23,6 +23,9 @@ timeout when those are smaller.
 The address is ours alone: `bind()` listens on it without SO_REUSEPORT
 (api/listener.py), so a second tree configured on the same port exits here
 with EXIT_CANNOT_LISTEN, naming the address and the process that holds it.
+`bind()` also raises the soft open-files limit to the hard one and sizes the
+server's connections from it (api/capacity.py: idle connections must not
+starve the good clients).
 
 The token: MDW_API_TOKEN, if set and non-empty, overrides [api] token.
 
@@ -42,6 +45,7 @@ from supervisor.shared.control_client import ControlClient, socket_path
 from workers.store import StoreError, StoreReader
 
 from .app import create_app
+from .capacity import HEADER_TIMEOUT_S, MAX_CONNECTIONS_PER_PROCESS, connections_per_process, raise_open_files_limit
 from .listener import holders, reserve
 from .server import ServerProcess, self_check, served_by
 from .status import StatusSource
@@ -96,14 +100,21 @@ class ApiWorker:
         StoreReader(self.ctx.state_dir).close()
 
     def bind(self) -> None:
-        """Listen on the address; OSError if it cannot be had.
+        """Listen on the address, sized for the open-files limit; OSError if the address cannot be had.
 
         OSError: address in use (errno EADDRINUSE), not ours, or a host that does not resolve.
         """
         listener = reserve(self.settings["host"], int(self.settings["port"]))
+        open_files = raise_open_files_limit()
+        connections = connections_per_process(open_files)
+        if connections < MAX_CONNECTIONS_PER_PROCESS:
+            log.warning("the open-files limit is %d even after raising the soft limit to the hard one: each "
+                        "serving process holds at most %d connections (LimitNOFILE= raises it)",
+                        open_files, connections)
         self.server = ServerProcess(self.make_app, listener, self.ctx.name,
                                     processes=int(self.settings["processes"]),
-                                    threads=int(self.settings["threads"]))
+                                    threads=int(self.settings["threads"]),
+                                    connections=connections, header_timeout=HEADER_TIMEOUT_S)
 
     def make_app(self):
         """The WSGI app over a new store connection (called in each serving process)."""
@@ -121,9 +132,11 @@ class ApiWorker:
         if problem is not None:
             log.warning("the HTTP server is not answering %gs after its start: %s", STARTUP_TIMEOUT_S, problem)
         where = ", ".join(f"{h}:{p}" for h, p in self.server.addresses)
-        log.info("serving the API on %s with granian, %d processes x %d threads (mutating endpoints %s); "
-                 "self-check every %gs", where, int(self.settings["processes"]), int(self.settings["threads"]),
-                 "enabled" if self.settings["token"] else "disabled: no token", self.period)
+        log.info("serving the API on %s with granian, %d processes x %d threads, up to %d connections each, "
+                 "idle ones closed after %gs (mutating endpoints %s); self-check every %gs", where,
+                 int(self.settings["processes"]), int(self.settings["threads"]), self.server.connections,
+                 self.server.header_timeout, "enabled" if self.settings["token"] else "disabled: no token",
+                 self.period)
 
     def run_once(self) -> bool:
         """Ask every serving process over loopback; beat and report a good cycle only if all answered well."""

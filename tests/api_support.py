@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -185,22 +186,31 @@ def make_spec(state_dir, interval=1.0, heartbeat_timeout=30.0, **api):
 
 
 def child_main(argv):
-    """In the child: a real WorkerContext writing heartbeats to fd argv[1], then api.worker.run."""
+    """In the child: a real WorkerContext writing heartbeats to fd argv[1], then api.worker.run.
+
+    argv[3] may set `header_timeout`: the api worker's HEADER_TIMEOUT_S, shortened
+    so a test sees an idle connection closed in a second rather than ten.
+    """
     import logging
 
     import api.worker
     from supervisor.shared.context import WorkerContext
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    section = json.loads(argv[2])
+    section, options = json.loads(argv[2]), json.loads(argv[3])
+    if "header_timeout" in options:
+        api.worker.HEADER_TIMEOUT_S = float(options["header_timeout"])
     spec = make_spec(argv[0], **section)
     api.worker.run(WorkerContext(spec, int(argv[1])))
 
 
 class Child:
-    """`api.worker.run` in its own session; heartbeats read from a pipe, stderr from a file."""
+    """`api.worker.run` in its own session; heartbeats read from a pipe, stderr from a file.
 
-    def __init__(self, directory, state_dir, section):
+    `open_files`: the soft RLIMIT_NOFILE it starts with (systemd's default is 1024).
+    """
+
+    def __init__(self, directory, state_dir, section, open_files=None, **options):
         self.read_fd, write_fd = os.pipe()
         self.stderr_path = Path(directory) / "child.stderr"
         self.decoder = MessageDecoder()
@@ -208,11 +218,16 @@ class Child:
         code = f"import sys; sys.path.insert(0, {ROOT!r}); from tests.api_support import child_main; " \
                "child_main(sys.argv[1:])"
         env = {k: v for k, v in os.environ.items() if k not in ("MDW_API_TOKEN", "RUNTIME_DIRECTORY")}
+
+        def limit_open_files():
+            if open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", code, str(state_dir), str(write_fd), json.dumps(section)],
+                [sys.executable, "-c", code, str(state_dir), str(write_fd), json.dumps(section), json.dumps(options)],
                 pass_fds=[write_fd], stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-                start_new_session=True, cwd=ROOT, env=env)
+                start_new_session=True, cwd=ROOT, env=env, preexec_fn=limit_open_files)
         os.close(write_fd)
 
     def stderr(self):
@@ -247,17 +262,17 @@ class Child:
 
 @pytest.fixture
 def child(tmp_path):
-    """Start API worker processes: child(**[api] keys), with `state_dir` if wanted; each has its
-    own directory and, unless given another, the filled store in tmp_path/"state". Every one is
-    killed with its group afterwards."""
+    """Start API worker processes: child(**[api] keys), with `state_dir`, `open_files` and
+    `options` (see child_main) if wanted; each has its own directory and, unless given
+    another, the filled store in tmp_path/"state". Every one is killed with its group afterwards."""
     fill(tmp_path / "state")
     children = []
     numbers = itertools.count(1)
 
-    def start(state_dir=None, **section):
+    def start(state_dir=None, open_files=None, options=None, **section):
         directory = tmp_path / f"child-{next(numbers)}"
         directory.mkdir()
-        c = Child(directory, state_dir or tmp_path / "state", section)
+        c = Child(directory, state_dir or tmp_path / "state", section, open_files=open_files, **(options or {}))
         children.append(c)
         return c
 
