@@ -145,10 +145,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server(kind, state_dir):
+def start_server(kind, state_dir, preexec_fn=None):
+    """The server process and its port, once it answers; `preexec_fn` runs in it before it starts."""
     port = 0 if kind == OURS else free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bench.bench_api", "--serve", kind, "--state", state_dir,
-                             "--port", str(port)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+                             "--port", str(port)], stdout=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=preexec_fn)
     line = proc.stdout.readline()
     if not line.startswith("PORT "):
         stop_server(proc)
