@@ -29,6 +29,11 @@ while the API runs), and every serving process accepts on that one socket
 (granian's backpressure) and closes one that has not sent a request head
 within `header_timeout` seconds (api/capacity.py says why).
 
+How the server ended is logged in one line by its manager: INFO for a stop on
+SIGTERM or SIGINT, WARNING for granian's own exit code (it exits 1 when a
+serving process ended) or a parent that is already gone; only an unexpected
+exception gets a traceback (`report_exit`).
+
 `self_check(host, port, path, timeout, pids)` is the worker's proof of life:
 real HTTP requests with a short timeout, on new connections until each serving
 process has answered (the app names the one that answered in a response
@@ -52,7 +57,7 @@ from supervisor.shared.exits import signal_name
 from .capacity import HEADER_TIMEOUT_S, MAX_CONNECTIONS_PER_PROCESS
 from .listener import BACKLOG, granian_on
 
-__all__ = ["ServerProcess", "self_check", "served_by", "loopback_host", "SERVED_BY",
+__all__ = ["ServerProcess", "report_exit", "self_check", "served_by", "loopback_host", "SERVED_BY",
            "EXIT_SERVER_FAILED"]
 
 log = logging.getLogger("api.server")
@@ -95,6 +100,7 @@ class ServerProcess:
         self.addresses = [(str(bound[0]), int(bound[1]))]
         self.pid: Optional[int] = None
         self.exit_status: Optional[int] = None
+        self._granian = None
 
     @property
     def host(self) -> str:
@@ -113,44 +119,56 @@ class ServerProcess:
             return
         code = EXIT_SERVER_FAILED
         try:
-            self._become_member(parent)
-            self._serve()
-            code = 0
-        except BaseException:
-            log.exception("the HTTP server (granian) failed")
+            code = report_exit(lambda: self._serve(parent), self._why_stopped)
         finally:
             logging.shutdown()
             os._exit(code)
 
-    def _become_member(self, parent: int) -> None:
+    def _become_member(self, parent: int, parent_role: str) -> None:
         """Die with `parent`, and be named so `ps` and the tests tell the API's processes apart."""
         linux.set_parent_death_signal(signal.SIGKILL)
         if os.getppid() != parent:
+            log.warning("%s (pid %d) is gone before pid %d could start; exiting with code %d",
+                        parent_role, parent, os.getpid(), EXIT_SERVER_FAILED)
+            logging.shutdown()
             os._exit(EXIT_SERVER_FAILED)
         linux.set_process_name(f"mdw:{self.name}.http")
 
-    def _serve(self) -> None:
+    def _serve(self, parent: int) -> None:
         from granian.constants import HTTPModes, Interfaces
         from granian.http import HTTP1Settings
 
+        self._become_member(parent, "the API worker")
         manager = os.getpid()
         host, port = self.addresses[0]
 
         def load_app(_target):
             """In each serving process, after granian's fork: the app, with its own store connection."""
-            self._become_member(manager)
+            self._become_member(manager, "granian's manager")
             return self.app_factory()
 
         # With setproctitle installed (granian's optional "pname" extra) granian retitles its processes
         # itself, and would otherwise replace our names with "granian wsgi ..."; without, it must not try.
         title = f"mdw:{self.name}.http" if importlib.util.find_spec("setproctitle") else None
-        server = granian_on(
+        self._granian = granian_on(
             self.listener, target=f"mdw:{self.name}", address=host, port=port, interface=Interfaces.WSGI,
             workers=self.processes, blocking_threads=self.threads, http=HTTPModes.http1, websockets=False,
             backlog=BACKLOG, backpressure=self.connections,
             http1_settings=HTTP1Settings(header_read_timeout=round(self.header_timeout * 1000), keep_alive=True),
             log_dictconfig=GRANIAN_LOGGING, respawn_failed_workers=False, process_name=title)
-        server.serve(target_loader=load_app)
+        self._granian.serve(target_loader=load_app)
+
+    def _why_stopped(self) -> str:
+        """What granian noted about its end (its attributes, read only for this log line)."""
+        server = self._granian
+        if server is None:
+            return ""
+        if getattr(server, "interrupt_signal", False):
+            return "on SIGTERM or SIGINT"
+        ended = getattr(server, "interrupt_children", None)
+        if ended:
+            return f"because its serving process worker-{', worker-'.join(str(i + 1) for i in ended)} ended"
+        return ""
 
     def wait_until_answering(self, path: str, timeout: float) -> Optional[str]:
         """Wait until all `processes` serving processes answer `path` well; None, or the last problem."""
@@ -191,6 +209,38 @@ class ServerProcess:
         code = os.waitstatus_to_exitcode(status)
         killed_by = signal_name(code)
         return f"killed by {killed_by}" if killed_by else f"exit code {code}"
+
+
+def report_exit(serve: Callable[[], None], why: Callable[[], str] = lambda: "") -> int:
+    """Run `serve()` and log how it ended in one line; the exit code for the process.
+
+    Returning is a stop on request (granian returns after SIGTERM or SIGINT):
+    INFO, code 0. SystemExit is granian's own designed exit (code 1 when a
+    serving process ended, after its own line saying which): WARNING with the
+    code, no traceback. Anything else is a failure: ERROR with the traceback,
+    EXIT_SERVER_FAILED. `why()` adds the reason granian noted, if any.
+    """
+    try:
+        serve()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_SERVER_FAILED)
+        reason = _safe_reason(why)
+        log.log(logging.INFO if code == 0 else logging.WARNING, "the HTTP server (granian) exited with code %d%s",
+                code, f" {reason}" if reason else "")
+        return code
+    except BaseException:
+        log.exception("the HTTP server (granian) failed")
+        return EXIT_SERVER_FAILED
+    reason = _safe_reason(why)
+    log.info("the HTTP server (granian) stopped%s (exit code 0)", f" {reason}" if reason else "")
+    return 0
+
+
+def _safe_reason(why: Callable[[], str]) -> str:
+    try:
+        return why()
+    except Exception:  # a reason is a nicety: never let it turn a clean exit into a failure
+        return ""
 
 
 def served_by(app: Callable, pid: int) -> Callable:
