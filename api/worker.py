@@ -2,7 +2,7 @@
 
 `run(ctx)` reads the [api] section (host, port, token, processes, threads,
 self_check_interval), opens the store (so a broken one is reported here, by
-name, before anything serves), listens on the address and forks the HTTP server
+name, before anything serves), reserves the address and forks the HTTP server
 (api/server.py: granian's manager and its `processes` serving processes, each
 with `threads` threads and its own store connection). The loop here then,
 every `period` seconds, asks the server for GET /api/last_update over loopback
@@ -27,6 +27,12 @@ with EXIT_CANNOT_LISTEN, naming the address and the process that holds it.
 server's connections from it (api/capacity.py: idle connections must not
 starve the good clients).
 
+A stop: the supervisor sends SIGTERM to the whole group. This process waits
+for its HTTP server to end (up to STOP_GRACE_S; granian's manager logs how it
+ended, in one line), then ends by the same signal, as it would have at once
+without waiting. The signal is blocked and taken with sigtimedwait() in the
+wait between checks, so no handler runs in the middle of a check.
+
 The token: MDW_API_TOKEN, if set and non-empty, overrides [api] token.
 
 Exit codes: EXIT_CANNOT_LISTEN (69) when the address cannot be bound (port in
@@ -38,6 +44,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import time
 from typing import Optional
 
@@ -64,6 +71,8 @@ CONTROL_TIMEOUT_S = 1.0  # mdwd answers status in milliseconds; a hung one must 
 STATUS_TTL_S = 1.0
 STATUS_FAILURE_TTL_S = 5.0
 RESPONSE_CACHE_TTL_S = 1.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_GRACE_S = 2.0  # granian stops in milliseconds; the supervisor's stop_timeout (5 s) kills after this
 DEFAULTS = {"host": "127.0.0.1", "port": 8000, "token": "", "threads": 4, "self_check_interval": 5.0,
             "processes": 2}
 
@@ -89,6 +98,7 @@ class ApiWorker:
             limits.append(float(heartbeat_timeout) / 3)
         self.period = max(0.05, min(limits))
         self.server: Optional[ServerProcess] = None
+        self.stopped_by: Optional[int] = None  # the stop signal that ended serve_forever
 
     def open_store(self) -> None:
         """StoreError if the database cannot be opened or is newer than this code.
@@ -153,10 +163,10 @@ class ApiWorker:
         return False
 
     def serve_forever(self) -> int:
-        """Self-check every period for as long as the HTTP server runs; then EXIT_SERVER_DIED.
+        """Self-check every period for as long as the HTTP server runs; EXIT_SERVER_DIED when it ended.
 
-        Nothing else ends this loop: the supervisor stops the API by signalling
-        the process group, which ends this process and the server's alike.
+        A stop signal taken in the wait between checks (see `wait`) ends the
+        loop too, after `stop`: `stopped_by` says which, and the code returned is 0.
         """
         while True:
             if not self.server.alive:
@@ -164,7 +174,30 @@ class ApiWorker:
                           "restarts the API", self.server.pid, self.server.describe_exit())
                 return EXIT_SERVER_DIED
             self.run_once()
-            time.sleep(self.period)
+            signum = self.wait(self.period)
+            if signum is not None:
+                self.stop(signum)
+                return 0
+
+    @staticmethod
+    def wait(seconds: float) -> Optional[int]:
+        """Sleep `seconds`, or until a blocked stop signal arrives: its number, or None."""
+        info = signal.sigtimedwait(STOP_SIGNALS, seconds)
+        return info.si_signo if info is not None else None
+
+    def stop(self, signum: int) -> None:
+        """Pass the stop signal on to the HTTP server and wait up to STOP_GRACE_S for it to end."""
+        self.stopped_by = signum
+        try:
+            os.kill(self.server.pid, signum)  # it has it already when the whole group was signalled
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self.server.alive and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.server.alive:
+            log.warning("the HTTP server (pid %d) did not end within %gs of %s; leaving it to the supervisor's "
+                        "SIGKILL", self.server.pid, STOP_GRACE_S, signal.Signals(signum).name)
 
 
 def cannot_listen(host: str, port, exc: OSError) -> str:
@@ -177,6 +210,14 @@ def cannot_listen(host: str, port, exc: OSError) -> str:
         return (f"cannot listen on {where}: another process holds the port ({why}{by}); is another "
                 "market-data-worker tree or server running on it? Check [api] host and port")
     return f"cannot listen on {where}: {why} (check [api] host and port)"
+
+
+def die_by(signum: int) -> None:
+    """End this process by `signum`'s default action, as if it had not been blocked."""
+    signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    os.kill(os.getpid(), signum)
+    raise SystemExit(128 + signum)  # not reached: the default action of a stop signal ends the process
 
 
 def run(ctx) -> None:
@@ -193,5 +234,9 @@ def run(ctx) -> None:
     except OSError as exc:
         log.error("%s", cannot_listen(host, port, exc))
         raise SystemExit(EXIT_CANNOT_LISTEN)
-    worker.start()
-    raise SystemExit(worker.serve_forever())
+    worker.start()  # forks the server first: it must not inherit the blocked signals
+    signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
+    code = worker.serve_forever()
+    if worker.stopped_by is not None:
+        die_by(worker.stopped_by)
+    raise SystemExit(code)

@@ -2,19 +2,24 @@
 
 The failure guarded: every designed exit of granian's manager (it raises
 SystemExit(1) when a serving process ended) was logged as an ERROR with a
-SystemExit traceback.
+SystemExit traceback, and a stop on SIGTERM logged nothing of ours at all:
+the supervisor's SIGKILL of the group came first.
 """
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
 
+import psutil
 import pytest
 
 from api.server import EXIT_SERVER_FAILED, report_exit
 from api.worker import EXIT_SERVER_DIED
 from tests.api_support import child, http_tree  # noqa: F401 (child: a fixture)
 from tests.fake_control import FakeControl, worker_row
+from tests.proctree import poll
 
 
 def server_lines(caplog):
@@ -68,6 +73,22 @@ def test_a_failing_reason_does_not_turn_a_clean_stop_into_a_failure(caplog):
 def server_log(stderr):
     """The lines of the HTTP server's own logger (api.server), granian's and the worker's left out."""
     return [line for line in stderr.splitlines() if re.match(r"[A-Z]+ api\.server: ", line)]
+
+
+def test_sigterm_to_the_group_ends_the_api_in_one_line_and_by_sigterm(child, tmp_path):
+    with FakeControl(tmp_path / "state" / "mdwd.sock", rows=[worker_row("api", interval=1.0)]):
+        c = child(processes=2)
+        c.wait_port()
+        manager, serving = http_tree(c, 2)
+        poll(lambda: c.beats(), 15, what="a beat")
+        os.killpg(c.proc.pid, signal.SIGTERM)  # as the supervisor stops a worker
+        assert c.proc.wait(15) == -signal.SIGTERM  # the supervisor still sees it end by its signal
+        stderr = c.stderr()
+        assert "Traceback" not in stderr and "SystemExit" not in stderr
+        assert server_log(stderr) == ["INFO api.server: the HTTP server (granian) stopped on SIGTERM or SIGINT "
+                                      "(exit code 0)"], stderr
+        poll(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in [manager, *serving]), 5,
+             what="the serving processes to have ended before the worker")
 
 
 def test_a_serving_process_that_died_is_one_warning_line_not_a_systemexit_traceback(child, tmp_path):
