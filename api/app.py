@@ -42,6 +42,7 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 WORKER_FIELDS = ("name", "state", "healthy", "problem", "pid", "uptime_s", "restarts", "last_beat_age_s",
                  "last_cycle_ok_age_s", "phase", "item", "last_exit", "rss_mb", "backoff_s", "quarantined")
 _MAX_PATH_ECHO = 200
+ALL_WORKERS = "all"  # POST /api/workers/all/restart: every worker, this API last
 
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
@@ -164,10 +165,14 @@ def _endpoint(handler: Callable) -> Callable:
     return wrapper
 
 
-def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0) -> bottle.Bottle:
+def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
+               api_name: str = "api") -> bottle.Bottle:
     """The API over a StoreReader and a StatusSource (see api/status.py).
 
     `token` enables the mutating endpoints (empty: they answer 403).
+    `api_name` is the supervised worker serving this app: restarting `all`
+    asks mdwd to restart it last, once the others run again, so the 202
+    answer gets out before this server goes down.
     """
     app = _JsonBottle(catchall=True)
     for plugin in list(app.plugins):  # we return bytes: no JSON or template plugin per request
@@ -243,9 +248,11 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0) -> bo
         if not V.token_matches(V.bearer_token(bottle.request.environ.get("HTTP_AUTHORIZATION")), token):
             return _failure(401, "missing or wrong token: send 'Authorization: Bearer <token>'",
                             {"WWW-Authenticate": 'Bearer realm="mdw"'})
-        answer = status.restart(name)
+        last = [api_name] if name == ALL_WORKERS else []
+        answer = status.restart(name, last=last)
         if answer.get("ok") is True:
-            log.info("restart of worker %r requested over the API", name)
+            log.info("restart of worker %r requested over the API%s", name,
+                     f" ({api_name} last)" if last else "")
             return _answer(202, {"success": True, "name": name, "status": "restart queued"})
         error = str(answer.get("error") or "the supervisor refused the restart")
         if answer.get("kind") == "unknown_name":

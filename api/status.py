@@ -119,10 +119,15 @@ class StatusSource:
             self._answer = (rows, None)
             self._expires = self._clock() + self._ttl
 
-    def restart(self, name: str) -> dict[str, Any]:
-        """mdwd's answer to `restart` (which may say ok: false); SupervisorUnavailable if none."""
+    def restart(self, name: str, last=()) -> dict[str, Any]:
+        """mdwd's answer to `restart` (which may say ok: false); SupervisorUnavailable if none.
+
+        `last`: workers mdwd restarts only after the others run again (the API
+        itself, when it asks for "all"); sent only when not empty.
+        """
+        extra = {"last": list(last)} if last else {}
         try:
-            answer = self._client.call("restart", names=[name])
+            answer = self._client.call("restart", names=[name], **extra)
         except ControlError as exc:
             raise SupervisorUnavailable(str(exc)) from None
         finally:

@@ -132,7 +132,8 @@ class ApiWorker:
         status = StatusSource(ControlClient(socket_path(self.ctx.state_dir), timeout=CONTROL_TIMEOUT_S),
                               ttl=STATUS_TTL_S, failure_ttl=STATUS_FAILURE_TTL_S,
                               stale_overrides=self.settings.get("stale_after"))
-        app = create_app(reader, status, token=self.settings["token"], cache_ttl=RESPONSE_CACHE_TTL_S)
+        app = create_app(reader, status, token=self.settings["token"], cache_ttl=RESPONSE_CACHE_TTL_S,
+                         api_name=self.ctx.name)
         return served_by(app, os.getpid())
 
     def start(self) -> None:

@@ -4,8 +4,9 @@
         ControlClient(fake.path).call("status")    # {"ok": true, "supervisor": {...}, "workers": [...]}
         fake.requests                               # [{"cmd": "status"}, ...]
 
-`restart` answers ok for a known name and {"ok": false, "kind": "unknown_name"}
-otherwise; `mode` = "silent" closes connections without answering, "hang"
+`restart` answers ok for known names or "all" (recording them in `restarted`,
+and its `last` list, if any, in `restarted_last`) and {"ok": false, "kind":
+"unknown_name"} otherwise; `mode` = "silent" closes connections without answering, "hang"
 keeps them open without answering (until stop), "garbage" answers something
 that is not JSON.
 """
@@ -76,6 +77,7 @@ class FakeControl:
         self.mode = mode
         self.requests: list[dict] = []
         self.restarted: list[str] = []
+        self.restarted_last: list[str] = []
         self.lock = threading.Lock()
         self.released = threading.Event()
         self._server = None
@@ -90,11 +92,12 @@ class FakeControl:
             if cmd == "restart":
                 names = request.get("names") or []
                 known = {row["name"] for row in self.rows}
-                unknown = [n for n in names if n not in known]
+                unknown = [n for n in names if n != "all" and n not in known]
                 if unknown:
                     return {"ok": False, "kind": "unknown_name",
                             "error": f"no worker named {unknown[0]!r}; known: {', '.join(sorted(known))}"}
                 self.restarted.extend(names)
+                self.restarted_last.extend(request.get("last") or [])
                 return {"ok": True}
         return {"ok": False, "kind": "bad_request", "error": f"unknown command {cmd!r}"}
 

@@ -105,6 +105,15 @@ def test_restart_with_the_right_token_is_queued(make_app, control):
     assert {"cmd": "restart", "names": ["whale_flows"]} in control.requests
 
 
+@pytest.mark.parametrize("api_name", ["api", "http_api"])
+def test_restart_all_is_queued_with_the_api_itself_last(make_app, control, api_name):
+    answer = restart(make_app(token=TOKEN, api_name=api_name), name="all", authorization=f"Bearer {TOKEN}")
+    assert answer.status == 202
+    assert answer.json == {"success": True, "name": "all", "status": "restart queued"}
+    assert {"cmd": "restart", "names": ["all"], "last": [api_name]} in control.requests
+    assert control.restarted == ["all"] and control.restarted_last == [api_name]
+
+
 def test_restart_of_an_unknown_worker_is_404(make_app, control):
     answer = restart(make_app(token=TOKEN), name="nobody", authorization=f"Bearer {TOKEN}")
     assert answer.status == 404 and answer.json["error"].startswith("no worker named 'nobody'")

@@ -23,7 +23,7 @@ import pytest
 
 from api.server import SERVED_BY, self_check
 from api.worker import EXIT_CANNOT_LISTEN, EXIT_SERVER_DIED, ApiWorker, settings_from
-from tests.api_support import child, fill, http_tree, make_spec  # noqa: F401 (child: a fixture)
+from tests.api_support import call, child, fill, http_tree, make_spec  # noqa: F401 (child: a fixture)
 from tests.fake_control import FakeControl, worker_row
 from tests.proctree import poll
 
@@ -100,6 +100,15 @@ def test_every_answer_names_the_process_that_served_it(worker):
         except urllib.error.HTTPError as error:
             headers = error.headers
         assert headers[SERVED_BY] == str(os.getpid()), path
+
+
+def test_restarting_all_over_the_api_names_this_worker_to_restart_last(worker, tmp_path):
+    w = worker(token="s3cret")
+    w.ctx.name = "http_api"  # the worker's name in the supervisor's config, whatever it is
+    with FakeControl(tmp_path / "state" / "mdwd.sock", rows=[worker_row("http_api", kind="api")]) as control:
+        answer = call(w.make_app(), "POST", "/api/workers/all/restart", headers={"Authorization": "Bearer s3cret"})
+    assert answer.status == 202
+    assert {"cmd": "restart", "names": ["all"], "last": ["http_api"]} in control.requests
 
 
 def test_a_serving_process_that_never_answers_fails_the_check(worker):
