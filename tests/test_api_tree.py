@@ -3,7 +3,10 @@ import json
 import urllib.error
 import urllib.request
 
-from tests.proctree import poll
+import pytest
+
+from api.server import SERVED_BY
+from tests.proctree import Tree, poll
 
 TOKEN = "s3cret-token"
 
@@ -43,3 +46,43 @@ def test_api_child_reports_the_tree_and_restarts_a_worker_on_an_authorised_reque
     assert health[1] == {"status": "healthy"}
     assert tree.stop() == 0
     poll(lambda: not tree.survivors(), 5, what="the API's serving processes to be gone too")
+
+
+@pytest.fixture
+def two_trees(tmp_path):
+    """Make trees each in a directory of its own; every process of them is killed afterwards."""
+    trees = []
+
+    def make(name, workers, sections):
+        (tmp_path / name).mkdir()
+        tree = Tree(tmp_path / name, workers, sections)
+        trees.append(tree)
+        return tree
+
+    yield make
+    for tree in trees:
+        tree.kill_everything()
+
+
+def test_a_second_tree_on_the_same_port_fails_clearly_and_the_first_keeps_serving_its_own_data(two_trees):
+    def workers(symbols):
+        return {"api": {"kind": "api", "interval": 0.5},
+                "watchlist": {"kind": "watchlist", "interval": 1.0, "symbols": symbols}}
+
+    first = two_trees("first", workers(["AAPL", "MSFT"]), {"api": {"port": 0}}).start()
+    port = int(first.wait_log(r"api: INFO api: serving the API on 127\.0\.0\.1:(\d+)").group(1))
+    first.wait_log(r"ready: 2/2 healthy")
+    second = two_trees("second", workers(["TSLA"]), {"api": {"port": port}}).start()
+    second.wait_log(rf"api: ERROR api: cannot listen on 127\.0\.0\.1:{port}: another process holds the port "
+                    r"\(Address already in use, pid \d+")
+    second.wait_log(r"api: pid \d+ ended: exit 69")
+    second.wait_log(r"watchlist: INFO scanner: watchlist cycle: symbols 1, fresh 1, stored 1")  # its own store
+
+    def watchlist():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/watchlist", timeout=5) as response:
+            return response.headers[SERVED_BY], {row["symbol"] for row in json.loads(response.read())["data"]}
+
+    poll(lambda: watchlist()[1] == {"AAPL", "MSFT"}, 10, what="the first tree's watchlist served")
+    for _ in range(20):
+        assert watchlist()[1] == {"AAPL", "MSFT"}
+    assert first.stop() == 0
