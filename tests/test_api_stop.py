@@ -35,8 +35,9 @@ def test_a_stop_on_request_is_one_info_line(caplog):
         (logging.INFO, "the HTTP server (granian) stopped on SIGTERM or SIGINT (exit code 0)", False)]
 
 
-@pytest.mark.parametrize("code, expected, level", [(1, 1, logging.WARNING), (None, 0, logging.INFO),
-                                                   (3, 3, logging.WARNING), ("text", EXIT_SERVER_FAILED, logging.WARNING)])
+@pytest.mark.parametrize("code, expected, level", [
+    (1, 1, logging.WARNING), (None, 0, logging.INFO), (3, 3, logging.WARNING),
+    ("text", EXIT_SERVER_FAILED, logging.WARNING)])
 def test_granians_own_exit_is_one_line_with_its_code_not_a_systemexit_traceback(caplog, code, expected, level):
     caplog.set_level(logging.INFO)
 
