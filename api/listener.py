@@ -15,7 +15,7 @@ accepts first.
 `reserve(host, port)` does the binding before anything is forked, so a port
 in use or a host that does not resolve is reported at once, and port 0
 becomes a real port. `granian_on(listener, ...)` builds the granian server
-that serves it (see there for the one granian internal we rely on).
+that serves it: the one place that touches granian's internals (see there).
 `holders(port)` names the processes of ours that listen on a port, for the
 error message when it is taken.
 """
@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import multiprocessing
 import socket
+import threading
 
 import psutil
 
-__all__ = ["reserve", "granian_on", "holders", "BACKLOG"]
+__all__ = ["reserve", "granian_on", "holders", "SignalSafeEvent", "BACKLOG"]
 
 BACKLOG = 1024  # capped by net.core.somaxconn (4096 on current kernels)
 
@@ -64,22 +65,59 @@ def holders(port: int, most: int = 4) -> list[str]:
     return found[:most] + ([f"{len(found) - most} more"] if len(found) > most else [])
 
 
+class SignalSafeEvent:
+    """threading.Event's is_set/set/clear/wait on a re-entrant lock, so set() may run in a signal handler.
+
+    A Python signal handler runs in the main thread between two bytecodes,
+    also while that thread holds the lock of an Event it waits on (Event.wait
+    holds it right after waking). threading.Event's lock is not re-entrant, so
+    a handler calling set() then blocks forever on its own thread's lock.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.RLock())
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        with self._cond:
+            self._flag = True
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        with self._cond:
+            self._flag = False
+
+    def wait(self, timeout=None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._flag, timeout)
+
+
 def granian_on(listener: socket.socket, **options):
     """A granian server (granian.Granian(**options)) whose processes all accept on `listener`.
 
-    The one granian internal we rely on, isolated here: granian 2.x has no
-    public way to serve a socket it did not create (its issue #786 asks for
-    systemd's LISTEN_FDS). Its servers build what their workers listen on in
-    `_init_shared_socket()`: a pair (ListenerSpec, SocketHolder), of which a
-    worker uses the SocketHolder when there is one (granian's own path on
-    platforms without SO_REUSEPORT balancing: one socket bound in the manager,
-    inherited by the workers) and otherwise binds its own from the ListenerSpec
-    (the Linux path that shares the port). We fill in the SocketHolder with our
-    socket and no ListenerSpec. The workers inherit the descriptor over fork,
-    so the start method is pinned to fork in this (our own, forked) process.
-    tests/test_api_listener.py checks that every serving process accepts on
-    our socket and that nothing else can bind the port, so a granian release
-    that changes this fails there.
+    The granian internals we rely on, isolated here:
+
+    1. The socket. granian 2.x has no public way to serve a socket it did not
+       create (its issue #786 asks for systemd's LISTEN_FDS). Its servers
+       build what their workers listen on in `_init_shared_socket()`: a pair
+       (ListenerSpec, SocketHolder), of which a worker uses the SocketHolder
+       when there is one (granian's own path on platforms without
+       SO_REUSEPORT balancing: one socket bound in the manager, inherited by
+       the workers) and otherwise binds its own from the ListenerSpec (the
+       Linux path that shares the port). We fill in the SocketHolder with our
+       socket and no ListenerSpec. The workers inherit the descriptor over
+       fork, so the start method is pinned to fork in this (our own, forked)
+       process. tests/test_api_listener.py checks that every serving process
+       accepts on our socket and that nothing else can bind the port.
+    2. The stop. granian's manager waits on `main_loop_interrupt`, a
+       threading.Event that its SIGTERM/SIGINT handler sets. A second stop
+       signal landing while the manager wakes (the supervisor's SIGTERM to
+       the group, then ours) deadlocked it in that handler (see
+       SignalSafeEvent), so it never stopped its serving processes or said
+       how it ended. We give it a SignalSafeEvent instead.
     """
     from granian import Granian
     from granian.net import SocketHolder
@@ -89,7 +127,14 @@ def granian_on(listener: socket.socket, **options):
     fd = listener.fileno()
     backlog = int(options.get("backlog", BACKLOG))
 
-    class InheritedSocketGranian(Granian):
+    class OurGranian(Granian):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            if not isinstance(getattr(self, "main_loop_interrupt", None), threading.Event):
+                raise RuntimeError("this granian version has no main_loop_interrupt Event; "
+                                   "api/listener.py needs updating")
+            self.main_loop_interrupt = SignalSafeEvent()
+
         def _init_shared_socket(self):
             self._ssp = None
             self._shd = SocketHolder(fd, False, backlog)
@@ -97,4 +142,4 @@ def granian_on(listener: socket.socket, **options):
             self._sso = None
 
     multiprocessing.set_start_method("fork", force=True)
-    return InheritedSocketGranian(**options)
+    return OurGranian(**options)

@@ -187,18 +187,29 @@ class ApiWorker:
         return info.si_signo if info is not None else None
 
     def stop(self, signum: int) -> None:
-        """Pass the stop signal on to the HTTP server and wait up to STOP_GRACE_S for it to end."""
+        """Wait up to STOP_GRACE_S for the HTTP server to end on the stop signal.
+
+        The supervisor signals the whole group, so the server has the signal
+        already; only when it still runs halfway through the grace (this
+        process alone was signalled) is the signal passed on to it.
+        """
         self.stopped_by = signum
-        try:
-            os.kill(self.server.pid, signum)  # it has it already when the whole group was signalled
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + STOP_GRACE_S
-        while self.server.alive and time.monotonic() < deadline:
+        if not self._ended_within(STOP_GRACE_S / 2):
+            try:
+                os.kill(self.server.pid, signum)
+            except ProcessLookupError:
+                pass
+            if not self._ended_within(STOP_GRACE_S / 2):
+                log.warning("the HTTP server (pid %d) did not end within %gs of %s; leaving it to the "
+                            "supervisor's SIGKILL", self.server.pid, STOP_GRACE_S, signal.Signals(signum).name)
+
+    def _ended_within(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while self.server.alive:
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.01)
-        if self.server.alive:
-            log.warning("the HTTP server (pid %d) did not end within %gs of %s; leaving it to the supervisor's "
-                        "SIGKILL", self.server.pid, STOP_GRACE_S, signal.Signals(signum).name)
+        return True
 
 
 def cannot_listen(host: str, port, exc: OSError) -> str:

@@ -11,11 +11,14 @@ import logging
 import os
 import re
 import signal
+import subprocess
+import sys
 
 import psutil
 import pytest
 
 from api.server import EXIT_SERVER_FAILED, report_exit
+from tests.api_support import ROOT
 from api.worker import EXIT_SERVER_DIED
 from tests.api_support import child, http_tree  # noqa: F401 (child: a fixture)
 from tests.fake_control import FakeControl, worker_row
@@ -69,6 +72,28 @@ def test_a_failing_reason_does_not_turn_a_clean_stop_into_a_failure(caplog):
     assert server_lines(caplog) == [(logging.INFO, "the HTTP server (granian) stopped (exit code 0)", False)]
 
 
+# Set from a signal handler while the waiting thread holds the event's lock, as
+# when a second stop signal lands on granian's manager just as it wakes.
+HANDLER_WHILE_HELD = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from api.listener import SignalSafeEvent
+event = SignalSafeEvent()
+signal.signal(signal.SIGUSR1, lambda *args: event.set())
+with event._cond:
+    os.kill(os.getpid(), signal.SIGUSR1)
+    for _ in range(3):  # bytecodes, between which the handler runs
+        pass
+print(event.is_set())
+"""
+
+
+def test_a_stop_signal_while_granians_manager_wakes_does_not_deadlock_it():
+    result = subprocess.run([sys.executable, "-c", HANDLER_WHILE_HELD, ROOT], capture_output=True, text=True,
+                            timeout=10)
+    assert (result.returncode, result.stdout) == (0, "True\n"), result.stderr
+
+
 # -- real processes ------------------------------------------------------------
 
 def server_log(stderr):
@@ -90,6 +115,18 @@ def test_sigterm_to_the_group_ends_the_api_in_one_line_and_by_sigterm(child, tmp
                                       "(exit code 0)"], stderr
         poll(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in [manager, *serving]), 5,
              what="the serving processes to have ended before the worker")
+
+
+def test_sigterm_to_the_api_worker_alone_is_passed_on_to_its_server(child, tmp_path):
+    with FakeControl(tmp_path / "state" / "mdwd.sock", rows=[worker_row("api", interval=1.0)]):
+        c = child(processes=2)
+        c.wait_port()
+        http_tree(c, 2)
+        poll(lambda: c.beats(), 15, what="a beat")
+        os.kill(c.proc.pid, signal.SIGTERM)  # `kill PID`: the server is not signalled
+        assert c.proc.wait(15) == -signal.SIGTERM
+        assert server_log(c.stderr()) == ["INFO api.server: the HTTP server (granian) stopped on SIGTERM or SIGINT "
+                                          "(exit code 0)"], c.stderr()
 
 
 def test_a_serving_process_that_died_is_one_warning_line_not_a_systemexit_traceback(child, tmp_path):
