@@ -36,6 +36,11 @@ What we found on the 2-core development box (wrk shares the two cores):
   its Python threads: ~32,000 requests/s on /api/last_update and ~24,000 on
   /api/whale_flows?limit=100 in two processes, p99 2-5 ms, whatever the thread
   count (1, 2 or 8).
+- Since the serving processes accept on the api worker's one socket
+  (api/listener.py) instead of SO_REUSEPORT listeners of their own: ~45,000
+  and ~32,000 requests/s, p99 3.6 and 6.6 ms; the old listeners, measured
+  just before on the same (shared) box, gave 31,700 and 24,300, p99 7.2 and
+  14.4 ms. One accept queue for both processes does not cost throughput here.
 
 wrk comes from the Debian package `wrk`; if it is missing the benchmark
 installs it with `apt-get install -y wrk` (as root), or says how to.
