@@ -86,3 +86,31 @@ def test_a_second_tree_on_the_same_port_fails_clearly_and_the_first_keeps_servin
     for _ in range(20):
         assert watchlist()[1] == {"AAPL", "MSFT"}
     assert first.stop() == 0
+
+
+def test_restart_all_over_the_api_answers_202_and_restarts_the_api_last(make_tree):
+    tree = make_tree(
+        {"api": {"kind": "api", "interval": 0.5},
+         "watchlist": {"kind": "watchlist", "interval": 1.0, "symbols": ["AAPL", "MSFT"]},
+         "steady": {"kind": "faulty", "interval": 0.5, "mode": "healthy", "beat_interval": 0.05}},
+        sections={"api": {"port": 0, "token": TOKEN}},
+    ).start()
+    base = f"http://127.0.0.1:{tree.api_port()}"
+    tree.wait_log(r"ready: 3/3 healthy")
+    status, body = http("POST", f"{base}/api/workers/all/restart", token=TOKEN)
+    assert (status, body) == (202, {"success": True, "name": "all", "status": "restart queued"})
+    api_stop = tree.wait_log(r"api: stopping pid \d+ \(manual: restart requested \(last\)\)")
+    started = [m.start() for m in map(lambda n: tree.wait_log(rf"{n}: started pid \d+", count=2),
+                                      ("watchlist", "steady"))]
+    assert all(at < api_stop.start() for at in started), "the API restarted before the others were back"
+    port = int(tree.wait_log(r"serving the API on [\d.]+:(\d+)", timeout=20, count=2).group(1))  # port 0: a new one
+    poll(lambda: answers(f"http://127.0.0.1:{port}/health") == 200, 20, what="healthy again with a new API")
+    assert tree.stop() == 0
+
+
+def answers(url):
+    """The status of a GET, or None while nothing answers (the API restarting)."""
+    try:
+        return http("GET", url)[0]
+    except (OSError, ValueError):
+        return None
