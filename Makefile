@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test bench check-config clean
+.PHONY: run test bench soak check-config clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ test-systemd: $(VENV)/.test-deps
 ## bench: run every benchmark in bench/ and print its figures
 bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench
+
+## soak: a chaos soak of one real tree (MINUTES=3; SEED= replays a run; SKIP= or ONLY=class,... selects faults)
+MINUTES ?= 3
+soak: $(VENV)/.test-deps
+	$(BIN)/python -m tests.soak --minutes $(MINUTES) $(if $(SEED),--seed $(SEED)) $(if $(SKIP),--skip $(SKIP)) \
+	  $(if $(ONLY),--only $(ONLY)) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
