@@ -21,8 +21,9 @@ failure can be replayed with --seed):
   minute, then clearing it;
 - API traffic from a thread the whole time (traffic.py): good requests to
   every endpoint of README's "HTTP API" table, mixed with junk.
-The catalog is in faults.py; `--skip CLASS|NAME,...` turns faults off
-(`--list-faults` prints them).
+The catalog is in faults.py; `--skip CLASS|NAME,...` turns faults off and
+`--only` keeps just the ones named (`--list-faults` prints them), so the other
+checks can run while a known bug still kills the tree.
 
 What it checks, and why
 -----------------------
@@ -43,7 +44,9 @@ What it checks, and why
   within stop_timeout + 3 s, and kill the probe only after its stop_timeout
   (README: a second SIGINT kills what is left; a second SIGTERM must not);
 - nothing of the tree left: no process with the tree's tag alive 2 s after
-  mdwd exits, and no orphan re-parented to the soak (it is a subreaper);
+  mdwd exits, and no process of the tree, zombie or not, re-parented to the
+  soak (it is a subreaper, so what mdwd leaves unreaped comes to it);
+- mdwd itself never dies while the soak drives it;
 - PRAGMA integrity_check is ok at the end.
 It prints each violation with its time and context, the figures, and PASS or
 FAIL (exit 1). Exit 2 means the soak itself failed: not a finding.

@@ -15,7 +15,6 @@ from tests.soak.settings import HANG_LENGTH, SCANNERS, WORKERS, broken_config
 from tests.soak.tree import poll
 
 
-
 def _pick_worker(chaos, candidates):
     """(name, psutil.Process) of a random candidate that has a live process of our tree, or (None, None)."""
     rows = chaos.soak.tree.rows(chaos.soak.tree.status())

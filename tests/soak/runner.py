@@ -171,11 +171,30 @@ class Soak:
             lines = ["shutdown: not run, mdwd had already exited"] + self.leftovers(self.clock())
             return {"shutdown": lines, "tree_up": self.clock() - self.origin}
         probe = self.add_probe() if "term-twice" not in self.skip else None
-        lines = []
+        term_at, second_at, probe_gone, exited_at = self.send_sigterm(probe)
+        code, limit = self.tree.exit_code(), self.timings.stop_timeout + 3.0
+        lines = [f"shutdown: SIGTERM at {self.report.rel(term_at)}"
+                 + (f", a second one {second_at - term_at:.2f}s later" if second_at else "")
+                 + (f"; mdwd exited {code} after {exited_at - term_at:.2f}s" if code is not None
+                    else f"; mdwd still running after {exited_at - term_at:.1f}s")
+                 + f" (must exit 0 within {limit:g}s)"]
+        if code != 0:
+            self.report.violation(exited_at, "shutdown", f"mdwd did not exit 0 within {limit:g}s of SIGTERM: "
+                                                         f"exit code {code}")
+            self.tree.kill_everything()
+        if probe is not None:
+            lines.append(self.judge_probe(term_at, second_at, probe_gone))
+        self.monitor.stop()
+        lines.extend(self.leftovers(exited_at))
+        return {"shutdown": lines, "tree_up": self.clock() - self.origin}
+
+    def send_sigterm(self, probe):
+        """SIGTERM mdwd (again SECOND_TERM_AFTER later if there is a probe); wait for its exit.
+
+        Returns the times of the SIGTERMs, of the probe's death and of mdwd's exit (or the deadline)."""
         term_at = self.clock()
         self.tree.signal(signal.SIGTERM)
-        second_at = None
-        probe_gone = None
+        second_at = probe_gone = None
         deadline = term_at + self.timings.stop_timeout + 3.0
         while self.tree.alive() and self.clock() < deadline:
             if probe is not None and second_at is None and self.clock() >= term_at + SECOND_TERM_AFTER:
@@ -187,21 +206,7 @@ class Soak:
         exited_at = self.clock()
         if probe is not None and probe_gone is None and not _running(probe):
             probe_gone = exited_at
-        code = self.tree.exit_code()
-        lines.append(f"shutdown: SIGTERM at {self.report.rel(term_at)}"
-                     + (f", a second one {second_at - term_at:.2f}s later" if second_at else "")
-                     + (f"; mdwd exited {code} after {exited_at - term_at:.2f}s" if code is not None
-                        else f"; mdwd still running after {deadline - term_at:.1f}s")
-                     + f" (must exit 0 within {deadline - term_at:g}s)")
-        if code != 0:
-            self.report.violation(exited_at, "shutdown", f"mdwd did not exit 0 within {deadline - term_at:g}s of "
-                                                         f"SIGTERM: exit code {code}")
-            self.tree.kill_everything()
-        if probe is not None:
-            lines.append(self.judge_probe(term_at, second_at, probe_gone))
-        self.monitor.stop()
-        lines.extend(self.leftovers(exited_at))
-        return {"shutdown": lines, "tree_up": self.clock() - self.origin}
+        return term_at, second_at, probe_gone, exited_at
 
     def add_probe(self):
         """Reload with a worker that ignores SIGTERM; its process (psutil), or None if it did not start."""
@@ -236,9 +241,9 @@ class Soak:
         return line
 
     def leftovers(self, exited_at):
-        still = poll(lambda: not self.tree.tagged(), LEFTOVER_GRACE, 0.1) or self.tree.tagged()
+        poll(lambda: not self.tree.tagged(), LEFTOVER_GRACE, 0.1)
         lines = []
-        for process in [] if still is True else still:
+        for process in self.tree.tagged():
             text = _describe(process)
             self.report.violation(exited_at, "leftover", f"{text} is still alive {LEFTOVER_GRACE:g}s after mdwd exited")
             lines.append(f"left after exit: {text} (alive)")
