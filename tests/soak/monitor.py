@@ -6,7 +6,7 @@
   dataset's row changed is a write;
 - mdwd's descendants (psutil): every one in state Z is timed from the first
   poll that saw it; every process seen is remembered by pid and name, to name
-  what is left at the end;
+  a zombie's parent;
 - mdwd's own open fds and RSS, for the growth check. mdwd holds two pipes per
   live child (heartbeats, output), so its fd count moves with the number of
   children running at the instant; the sample keeps fds - 2 x live children
@@ -38,7 +38,7 @@ class Monitor(threading.Thread):
         self.writes = {dataset: [] for dataset in WRITER}  # dataset -> [monotonic time a new write was seen]
         self.values = {}  # dataset -> the last value seen
         self.zombies = {}  # (pid, create time) -> [first seen, last seen, name, parent]
-        self.seen = {}  # pid -> (name, parent pid) of every process of the tree seen
+        self.seen = {}  # pid -> name of every process of the tree seen
         self.resources = []  # (time, open fds, RSS in MiB) of mdwd
         self.error = None  # the exception that ended the thread, if any
         self._db = None
@@ -107,7 +107,7 @@ class Monitor(threading.Thread):
                 name, status, ppid, created = process.name(), process.status(), process.ppid(), process.create_time()
             except psutil.Error:
                 continue
-            self.seen.setdefault(process.pid, (name, ppid))
+            self.seen.setdefault(process.pid, name)
             if status == psutil.STATUS_ZOMBIE:
                 self.note_zombie((process.pid, created), now, name, ppid)
 
@@ -116,7 +116,7 @@ class Monitor(threading.Thread):
         entry[1] = now
         if not entry[4] and entry[1] - entry[0] > ZOMBIE_LIMIT:
             entry[4] = True
-            parent = "mdwd" if ppid == self.tree.pid else f"{self.seen.get(ppid, ('?',))[0]} (pid {ppid})"
+            parent = "mdwd" if ppid == self.tree.pid else f"{self.seen.get(ppid, '?')} (pid {ppid})"
             self.on_zombie(entry[0], f"pid {key[0]} ({name}), a child of {parent}, has been a zombie for "
                                      f"more than {ZOMBIE_LIMIT:g}s: its parent does not reap it")
 

@@ -6,6 +6,7 @@ SIGKILLs every process carrying the tree's tag, reaps what was re-parented to
 the soak and removes the soak's temporary directory (unless --keep).
 """
 import json
+import os
 import random
 import secrets
 import shutil
@@ -249,9 +250,7 @@ class Soak:
             lines.append(f"left after exit: {text} (alive)")
         orphans = []
         for child in _orphans(exclude={self.tree.pid}):
-            name, parent = self.monitor.seen.get(child.pid, (_describe(child), None))
-            whose = "its child" if parent == self.tree.pid else "an orphan re-parented to it"
-            orphans.append(f"pid {child.pid} {name} ({whose}, {_status(child)})")
+            orphans.append(f"pid {child.pid} {_name(child)} ({_role(child)}, {_status(child)})")
         if orphans:
             self.report.violation(exited_at, "leftover",
                                   f"{len(orphans)} process(es) of the tree outlived mdwd, unreaped: "
@@ -326,6 +325,21 @@ def _describe(process):
         return f"pid {process.pid} ({process.name()}, {process.status()})"
     except psutil.Error:
         return f"pid {process.pid}"
+
+
+def _name(process):
+    try:
+        return process.name()
+    except psutil.Error:
+        return "?"
+
+
+def _role(process):
+    """A worker leads a process group of its own (README); its descendants are in its group."""
+    try:
+        return "a worker" if os.getpgid(process.pid) == process.pid else "a worker's descendant"
+    except ProcessLookupError:
+        return "gone"
 
 
 def _status(process):
