@@ -11,7 +11,7 @@ import sqlite3
 
 import psutil
 
-from tests.soak.settings import HANG_LENGTH, SCANNERS, WORKERS, broken_config
+from tests.soak.settings import HANG_LENGTH, SCANNERS, broken_config
 from tests.soak.tree import poll
 
 
@@ -192,20 +192,22 @@ def broken_reload(chaos, variant):
     if changed or (answer is not None and answer[0] == 0):
         soak.report.violation(at, "broken-reload", f"a config with {what} ({via}) was applied instead of rejected"
                                                    f"{said}; restarted for config: {', '.join(sorted(changed)) or 'none'}")
-        _recover(chaos)
+        _recover(chaos, changed, at, what)
     elif answer is not None and answer[0] != 2:
         soak.report.violation(at, "broken-reload", f"a config with {what} was rejected, but `mdwctl reload` exited "
                                                    f"{answer[0]} (a rejected config answers 2): {answer[1][:300]}")
     return text + (f": exit {answer[0]}" if answer is not None else "")
 
 
-def _recover(chaos):
-    """Put the good config back in force after mdwd accepted a broken one."""
+def _recover(chaos, changed, since, what):
+    """Put the good config back in force after mdwd accepted a broken one at `since`.
+
+    The workers it restarted ran on the broken config until the good one restarted them again: that
+    stretch is a fault against them."""
     soak = chaos.soak
     soak.tree.write_config(soak.state.render())
-    at = soak.clock()
     soak.tree.ctl("reload")
-    soak.ledger.instant(WORKERS, "recovery reload", "the good config again", at)
+    soak.ledger.begin(sorted(changed), "accepted broken reload", what, since, end=soak.clock())
 
 
 def db_lock(chaos, name):

@@ -27,7 +27,9 @@ workers it hits (times are the soak's time.monotonic()):
   allowance the scanners owe their datasets again, hung symbol or not;
 - faults against the API's serving processes and the api worker are recorded
   against "api", which writes no dataset; a rejected (broken) reload hits no
-  one, since the running tree must be kept unchanged.
+  one, since the running tree must be kept unchanged; one that mdwd wrongly
+  accepts (a violation of its own) is a span against the workers it
+  restarted, until the soak's reload of the good config.
 
 A worker owes a write of its dataset `limit` seconds (settings.Timings.limit:
 its longest interval + heartbeat_timeout + backoff_max + stop_timeout, plus
