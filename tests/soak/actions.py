@@ -169,10 +169,21 @@ def _config_restarts(rows):
     return {w: (row.get("restarts_by_reason") or {}).get("config", 0) for w, row in rows.items()}
 
 
+def _settled_rows(soak):
+    """Status rows once no worker is STOPPING (a restart is counted by reason when its process is reaped)."""
+    latest = {}
+
+    def settled():
+        latest.update(soak.tree.rows(soak.tree.status()))
+        return latest and not any(row.get("state") == "STOPPING" for row in latest.values())
+    poll(settled, soak.timings.stop_timeout + 1.0, 0.1)
+    return latest
+
+
 def broken_reload(chaos, variant):
     soak = chaos.soak
     tree = soak.tree
-    before = tree.rows(tree.status())
+    before = _settled_rows(soak)  # an earlier reload's restart is counted before this one is judged
     data, what = broken_config(soak.state, variant, chaos.pick)
     via = chaos.pick.choice(("SIGHUP", "mdwctl"))
     log_offset = tree.log_size()
@@ -186,7 +197,7 @@ def broken_reload(chaos, variant):
                        at=at, log_offset=log_offset)
         chaos.dead = True
         return text + ": mdwd DIED"
-    after = tree.rows(tree.status())
+    after = _settled_rows(soak)
     changed = {w for w, n in _config_restarts(after).items() if n != _config_restarts(before).get(w, n)}
     said = f"; `mdwctl reload` exited {answer[0]}: {answer[1][:300]}" if answer is not None else ""
     if changed or (answer is not None and answer[0] == 0):
