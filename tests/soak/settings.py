@@ -49,11 +49,11 @@ class Timings:
         return HANG_ROUNDS * (self.heartbeat_timeout + self.stop_timeout + self.backoff_max)
 
     def describe(self):
-        intervals = ", ".join(f"{w} {self.intervals[w]:g}" for w in WORKERS)
+        intervals = ", ".join(f"{w} {self.intervals[w]:g}/{self.alternates[w]:g}" for w in WORKERS)
         return (f"heartbeat_timeout {self.heartbeat_timeout:g}, startup_timeout {self.startup_timeout:g}, "
                 f"stop_timeout {self.stop_timeout:g}, backoff_max {self.backoff_max:g}, "
                 f"stable_after {self.stable_after:g}, request_timeout {self.request_timeout:g}; "
-                f"intervals: {intervals} (good reloads switch to {self.alternates})")
+                f"intervals (a good reload switches between the two): {intervals}")
 
 
 @dataclasses.dataclass
