@@ -71,7 +71,8 @@ class Tree:
 
     def start(self):
         env = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARS}
-        env.update({TAG_VAR: self.tag, "PYTHONUNBUFFERED": "1"})
+        # MDW_DRILLS=1: the drill kinds are registered, for the shutdown probe (a `faulty` worker).
+        env.update({TAG_VAR: self.tag, "PYTHONUNBUFFERED": "1", "MDW_DRILLS": "1"})
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([str(self.mdwd), "--config", str(self.config_path)], cwd=self.dir,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
