@@ -39,6 +39,29 @@ def test_health_degraded_when_a_dataset_is_stale(make_app):
     assert "dataset watchlist is stale: last written 200s ago (limit 180s)" in answer.json["problems"]
 
 
+def test_dataset_never_written_is_a_problem_once_its_worker_had_startup_timeout_plus_an_interval(
+        make_app, tmp_path, control):
+    empty = tmp_path / "empty"
+    StoreWriter(empty).open().close()  # a store with its tables, and no row in any dataset
+    from workers.store import StoreReader
+
+    control.rows[:] = [worker_row("watchlist", interval=60.0, startup_timeout=30.0, supervised_s=89.0)]
+    problems = get(make_app(reader=StoreReader(empty, now=lambda: NOW)), "/health").json.get("problems", [])
+    assert not any("never been written" in p for p in problems)  # 89 s < 30 + 60: it still has time
+    control.rows[:] = [worker_row("watchlist", interval=60.0, startup_timeout=30.0, supervised_s=91.0)]
+    answer = get(make_app(reader=StoreReader(empty, now=lambda: NOW)), "/health")
+    assert answer.status == 503
+    assert ("dataset watchlist has never been written: its worker watchlist has been supervised for 91s "
+            "(startup_timeout + interval 90s)") in answer.json["problems"]
+
+
+def test_failing_worker_is_named_with_the_supervisors_reason(app, control):
+    control.rows[0] = worker_row("watchlist", healthy=False, state="RUNNING",
+                                 problem="failing (last cycle failed: no quote for any of 174 symbols)")
+    assert ("worker watchlist is not healthy: failing (last cycle failed: no quote for any of 174 symbols)"
+            in get(app, "/health").json["problems"])
+
+
 def test_health_degraded_when_the_supervisor_is_unreachable(make_app, tmp_path):
     answer = get(make_app(socket=str(tmp_path / "gone.sock")), "/health")
     assert answer.status == 503 and len(answer.json["problems"]) == 1

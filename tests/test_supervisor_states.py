@@ -230,3 +230,27 @@ def test_second_sigint_kills_what_is_left_at_once():
     run_until(sup, host, lambda: signal.SIGKILL in host.process_of("a").signals)
     assert host.now() == pytest.approx(second)
     assert HB  # the fake timings are those of configs.FAST
+
+
+def test_a_bug_met_on_one_childs_pipe_costs_that_child_not_the_loop(monkeypatch, caplog):
+    """The error boundary per channel: an exception while handling one child's bytes (here a bug planted
+    in the worker record) closes that channel and restarts that child; the loop and the others go on."""
+    sup, host, _ = make({"a": FIVE, "b": FIVE})
+    sup.run_once()
+    host.beat("a")
+    host.beat("b")
+    sup.run_once()
+    real = type(sup.workers["a"]).on_message
+
+    def planted(worker, message, now):
+        if worker.name == "a" and message.get("phase") == "boom":
+            raise KeyError("planted bug")
+        return real(worker, message, now)
+
+    monkeypatch.setattr(type(sup.workers["a"]), "on_message", planted)
+    host.beat("a", "boom")
+    host.beat("b")
+    sup.run_once()
+    assert sup.workers["a"].last_exit.reason is StopReason.PROTOCOL and sup.workers["a"].state is S.BACKOFF
+    assert "error on its heartbeat pipe" in caplog.text and "KeyError: 'planted bug'" in caplog.text
+    assert sup.workers["b"].state is S.RUNNING and not sup.shutting_down
