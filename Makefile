@@ -19,9 +19,10 @@ $(VENV)/.test-deps: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.run-deps
 
-## run: install into .venv and run the whole supervised tree in the foreground (Ctrl-C stops it)
+## run: install into .venv and run the whole supervised tree in the foreground (Ctrl-C stops it);
+## CONFIG=file.toml runs with that config over the embedded defaults
 run: $(VENV)/.run-deps
-	$(BIN)/mdwd
+	$(BIN)/mdwd $(if $(CONFIG),--config $(CONFIG))
 
 ## test: install with the test extra and run the test suite
 test: $(VENV)/.test-deps
