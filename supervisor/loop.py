@@ -188,11 +188,8 @@ class Supervisor:
 
     def handle_usr2(self):
         """Log one status line per worker (what mdwctl status shows), e.g. when the socket is unreachable."""
-        now = self.host.now()
-        log.info("SIGUSR2: %s", status.summary(self.workers.values(), now))
-        for worker in self.workers.values():
-            log.info("SIGUSR2: %s %s pid %s, %s", worker.name, worker.state.value, worker.pid or "-",
-                     status.problem(worker, now) or "healthy")
+        for line in status.lines(self.workers.values(), self.host.now()):
+            log.info("SIGUSR2: %s", line)
 
     def begin_shutdown(self, why, escalate=False):
         """Stop every child; `escalate` (a second Ctrl-C) kills what is left at once."""
@@ -417,7 +414,4 @@ class Supervisor:
 
     def log_summary(self):
         for worker in self.workers.values():
-            ended = ", ".join(f"{count} {reason}" for reason, count in worker.restarts_by_reason.most_common())
-            log.info("%s: %d process%s started, %d restart%s; exits: %s; longest heartbeat gap %.3fs",
-                     worker.name, worker.spawns, "" if worker.spawns == 1 else "es", worker.restarts,
-                     "" if worker.restarts == 1 else "s", ended or "none", worker.max_beat_gap)
+            log.info("%s", status.life(worker))

@@ -45,6 +45,21 @@ def summary(workers, now):
     return "; ".join([line] + problems)
 
 
+def lines(workers, now):
+    """The summary line, then one line per worker: its state, pid and health."""
+    workers = list(workers)
+    return [summary(workers, now)] + [f"{w.name} {w.state.value} pid {w.pid or '-'}, {problem(w, now) or 'healthy'}"
+                                      for w in workers]
+
+
+def life(worker):
+    """What happened to a worker over mdwd's run, in words (the exit summary)."""
+    ended = ", ".join(f"{count} {reason}" for reason, count in worker.restarts_by_reason.most_common())
+    return (f"{worker.name}: {worker.spawns} process{'' if worker.spawns == 1 else 'es'} started, "
+            f"{worker.restarts} restart{'' if worker.restarts == 1 else 's'}; exits: {ended or 'none'}; "
+            f"longest heartbeat gap {worker.max_beat_gap:.3f}s")
+
+
 def next_step(worker, now):
     if worker.state in BACKOFF_STATES:
         return f"respawn in {max(0.0, worker.next_start_at - now):.1f}s [{worker.state.value}]"

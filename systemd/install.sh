@@ -64,7 +64,7 @@ if [ ! -e "$ETC/config.toml" ]; then
         echo "# then apply with: systemctl reload market-data-worker"
         echo "# (state_dir stays unset: the service uses its StateDirectory, /var/lib/market-data-worker)"
         echo "#"
-        sed -e 's/^\(.\)/# \1/' -e 's/^$/#/' "$SRC/supervisor/default_config.toml"
+        sed -e 's/^\(.\)/# \1/' -e 's/^$/#/' "$SRC/workers/default_config.toml"
     } > "$ETC/config.toml.new"
     chmod 0644 "$ETC/config.toml.new"
     mv "$ETC/config.toml.new" "$ETC/config.toml"

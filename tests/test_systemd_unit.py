@@ -135,3 +135,16 @@ def test_env_example_documents_only_commented_or_empty_settings():
         assert value == "", f"{key} carries a value in the example"
     assert any(line.startswith("MDW_API_TOKEN=") for line in settings)
 
+
+
+def test_every_file_install_sh_takes_from_the_checkout_exists():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = (root / "systemd" / "install.sh").read_text()
+    unit = re.search(r'^UNIT=(\S+)', script, re.M)
+    paths = {p.replace("$UNIT", unit.group(1).strip('"') if unit else "$UNIT")
+             for p in re.findall(r'"\$SRC/([^"]+)"', script)}
+    assert "workers/default_config.toml" in paths
+    assert [p for p in sorted(paths) if not (root / p).is_file()] == []
