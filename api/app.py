@@ -39,7 +39,7 @@ log = logging.getLogger("api")
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 # The fields of a GET /api/workers row (API.md), taken from the supervisor's status rows.
-WORKER_FIELDS = ("name", "state", "healthy", "problem", "pid", "uptime_s", "restarts", "last_beat_age_s",
+WORKER_FIELDS = ("name", "state", "healthy", "problem", "warnings", "pid", "uptime_s", "restarts", "last_beat_age_s",
                  "last_cycle_ok_age_s", "phase", "item", "last_exit", "rss_mb", "backoff_s", "quarantined")
 _MAX_PATH_ECHO = 200
 ALL_WORKERS = "all"  # POST /api/workers/all/restart: every worker, this API last
@@ -288,6 +288,9 @@ def health_problems(reader, status) -> list[str]:
     for row in rows or ():
         if row.get("wanted", True) and row.get("healthy") is not True:
             problems.append(f"worker {row.get('name')} is not healthy: {_worker_state(row)}")
+    for warning in dict.fromkeys(w for row in rows or () if row.get("wanted", True)
+                                 for w in (row.get("warnings") or ()) if isinstance(w, str)):
+        problems.append(f"warning: {warning}")
     limits = status.limits(rows)
     try:
         updates = reader.last_update(stale_after=limits)

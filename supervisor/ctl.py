@@ -81,6 +81,8 @@ def describe(row):
     if state == "RUNNING" and row.get("failing"):
         text += f"; FAILING: {_cut(row['failing'], 120)}"
     reported = row.get("reported") or {}
+    for warning in row.get("warnings") or ():
+        text += f"; WARNING: {warning}"
     quarantined = reported.get("quarantined") or []
     if quarantined:
         total = reported.get("quarantined_total", len(quarantined))

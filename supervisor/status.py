@@ -42,7 +42,12 @@ def summary(workers, now):
     stopped = [w.name for w in workers if not w.wanted]
     if stopped:
         line += f" ({len(stopped)} stopped: {', '.join(stopped)})"
-    return "; ".join([line] + problems)
+    return "; ".join([line] + problems + [f"warning: {w}" for w in warnings(wanted)])
+
+
+def warnings(workers):
+    """The warnings the workers report, each once (several workers share a login)."""
+    return list(dict.fromkeys(w for worker in workers for w in worker.reported.get("warnings", ())))
 
 
 def lines(workers, now):
@@ -106,6 +111,7 @@ def row(worker, now):
         "max_beat_gap_s": round(worker.max_beat_gap, 3),
         "log_lines_dropped": worker.log_lines_dropped,
         "reported": worker.reported,
+        "warnings": list(worker.reported.get("warnings", ())),
         "cycles_ok": worker.cycles_ok,
         "cycles_failed": worker.cycles_failed,
         "cycle_durations": worker.cycle_durations.as_dict(),

@@ -270,3 +270,13 @@ def test_configured_staleness_limit_overrides_three_intervals():
     assert stale_after(rows)["watchlist"] == 180.0
     assert stale_after(rows, {"watchlist": 30})["watchlist"] == 30.0
     assert stale_after(None, {"macd_scanner": 50})["macd_scanner"] == 50.0
+
+
+def test_a_worker_warning_is_a_health_problem_and_in_its_row(app, control):
+    login = "the Schwab refresh token expires in 1 day 4 h: run mdw-schwab-login"
+    control.rows[0] = worker_row("watchlist", warnings=[login])
+    control.rows[1] = worker_row("whale_flows", interval=60.0, warnings=[login])
+    answer = get(app, "/health")
+    assert answer.status == 503 and answer.json["problems"] == [f"warning: {login}"]  # once, not per worker
+    rows = {r["name"]: r for r in get(app, "/api/workers").json["data"]}
+    assert rows["watchlist"]["warnings"] == [login]

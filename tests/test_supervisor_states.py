@@ -5,6 +5,7 @@ import signal
 import pytest
 
 from supervisor import status
+from supervisor.shared import protocol
 from supervisor.states import ALLOWED_TRANSITIONS, StopReason, WorkerState
 from tests import configs
 from tests.test_supervisor_loop import HB, make, run_until, start
@@ -254,3 +255,20 @@ def test_a_bug_met_on_one_childs_pipe_costs_that_child_not_the_loop(monkeypatch,
     assert sup.workers["a"].last_exit.reason is StopReason.PROTOCOL and sup.workers["a"].state is S.BACKOFF
     assert "error on its heartbeat pipe" in caplog.text and "KeyError: 'planted bug'" in caplog.text
     assert sup.workers["b"].state is S.RUNNING and not sup.shutting_down
+
+
+def test_worker_warnings_show_in_the_status_line_until_a_report_without_them():
+    sup, host, notifier = make({"a": FIVE, "b": FIVE})
+    sup.run_once()
+    login = "the Schwab refresh token expires in 1 day 4 h: run mdw-schwab-login"
+    for name in ("a", "b"):  # two workers sharing one login: said once
+        host.beat(name)
+        host.send(name, protocol.encode_status(warnings=[login]))
+    sup.run_once()
+    assert notifier.status == f"2/2 healthy; warning: {login}"
+    assert status.row(sup.workers["a"], host.now())["warnings"] == [login]
+    for name in ("a", "b"):
+        host.beat(name)
+        host.send(name, protocol.encode_status())
+    sup.run_once()
+    assert notifier.status == "2/2 healthy"

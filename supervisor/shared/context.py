@@ -39,10 +39,11 @@ class WorkerContext:
     def cycle(self, ok, duration, counts=None, error=None):
         self._send(protocol.encode_cycle(ok, duration, counts, error))
 
-    def report(self, quarantined=(), provider_requests=None):
+    def report(self, quarantined=(), provider_requests=None, warnings=()):
         """Worker status shown by the supervisor: quarantined items (the first few, and their
-        total) and request counts by provider and outcome. Always fits one message."""
-        self._send(protocol.encode_status(quarantined, provider_requests))
+        total), request counts by provider and outcome, and warnings a person must act on
+        soon (shown until a report without them). Always fits one message."""
+        self._send(protocol.encode_status(quarantined, provider_requests, warnings))
 
     def idle(self, seconds, phase="idle"):
         """Sleep `seconds` between cycles, beating often enough to stay fresh."""
