@@ -71,6 +71,8 @@ def check_config(path, registry):
         print(f"{path}: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     print(f"{path}: ok ({len(config.enabled_workers)} workers enabled: {', '.join(config.enabled_workers)})")
+    for line in registry.describe(config) if registry.describe else ():
+        print(f"{path}: {line}", file=sys.stderr if line.startswith("warning:") else sys.stdout)
     return 0
 
 

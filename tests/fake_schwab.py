@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+import pandas as pd
 from zoneinfo import ZoneInfo
 
 from workers.providers.sim import SimProvider, is_trading_day
@@ -153,11 +155,15 @@ class FakeSchwab:
         out = {}
         for symbol, row in batch.iterrows():
             price, change = float(row["price"]), float(row["daily_change"])
+            trade_time = pd.Timestamp(f"{row['session']} 15:59", tz="America/New_York")
             out[symbol] = {"assetMainType": "EQUITY", "symbol": symbol, "realtime": True,
                            "quote": {"lastPrice": price, "closePrice": round(price - change, 4),
                                      "netChange": change,
                                      "netPercentChange": float(row["daily_change_pct"]),
                                      "totalVolume": int(row["volume"]), "mark": price,
+                                     "openPrice": float(row["open"]), "highPrice": float(row["high"]),
+                                     "lowPrice": float(row["low"]),
+                                     "tradeTime": int(trade_time.timestamp() * 1000),
                                      "bidPrice": round(price - 0.01, 2),
                                      "askPrice": round(price + 0.01, 2)}}
         bad = [s for s in symbols if s in self.invalid_symbols]

@@ -180,7 +180,7 @@ def test_schwab_batches_led_by_a_dripping_and_a_hung_symbol_are_split_and_the_re
     finally:
         provider.close()
     assert last == {"symbols": len(WATCHLIST), "fresh": len(WATCHLIST) - 2, "stored": len(WATCHLIST) - 2,
-                    "missed": 2, "quarantined": 2}
+                    "missed": 2, "quarantined": 2, "bars_updated": 0}
     assert scan.tally.requests == {"ok": 4}  # quarantined symbols cost nothing any more: four batches
 
 

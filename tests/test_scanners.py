@@ -60,7 +60,7 @@ def test_failing_symbol_keeps_its_previous_row_and_the_cycle_succeeds(tmp_path):
     scan.run_cycle()
     faulty.fail = frozenset({"TSLA"})
     counts = scan.run_cycle()
-    assert counts == {"symbols": 3, "fresh": 2, "stored": 3, "missed": 1, "quarantined": 0}
+    assert counts == {"symbols": 3, "fresh": 2, "stored": 3, "missed": 1, "quarantined": 0, "bars_updated": 0}
     rows = {r["symbol"] for r in StoreReader(tmp_path).watchlist(order_by="symbol")}
     assert rows == {"AAPL", "MSFT", "TSLA"}
 
@@ -190,6 +190,7 @@ def test_hung_upstream_for_one_symbol_costs_one_deadline_and_every_other_symbol_
         scan.run_cycle()
         normal = time.monotonic() - started
         fake_schwab.misbehave("/marketdata/v1/pricehistory", mode, symbol="TSLA", interval=0.2)
+        scan.store = StoreWriter(tmp_path, now=lambda: MARKET_TIME + dt.timedelta(days=1))  # bars are due again
         started = time.monotonic()
         counts = scan.run_cycle()
         took = time.monotonic() - started

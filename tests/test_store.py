@@ -544,7 +544,7 @@ def test_a_failing_migration_step_leaves_the_old_version(tmp_path):
         raise sqlite3.OperationalError("step failed")
 
     with pytest.raises(sqlite3.OperationalError):
-        schema.migrate(conn, steps=(*schema.MIGRATIONS[:1], schema.MIGRATIONS[1], broken))
+        schema.migrate(conn, steps=(*schema.MIGRATIONS[:1], schema.MIGRATIONS[1], broken), target=3)
     assert schema.schema_version(conn) == 1
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchall() == []
     assert "iv" not in [r[1] for r in conn.execute("PRAGMA table_info(whale_flows)")]

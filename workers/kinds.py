@@ -17,6 +17,7 @@ This module must stay cheap to import: it is read by `mdwd --check-config`.
 import importlib.resources
 
 from supervisor.shared.registry import Kind, Option, Registry, Section
+from workers import budget_plan
 from supervisor.shared.checks import NUMBER, non_negative, one_of, positive, symbols, text, whole
 from workers.universe import WATCHLIST, WHALE_SYMBOLS
 
@@ -155,7 +156,7 @@ SECTIONS = {
 REGISTRY = Registry(
     kinds=KINDS, sections=SECTIONS,
     defaults=importlib.resources.files("workers").joinpath("default_config.toml").read_text(),
-    secret_env=SCHWAB_SECRETS + API_SECRETS,
+    secret_env=SCHWAB_SECRETS + API_SECRETS, describe=budget_plan.describe,
 )
 
 

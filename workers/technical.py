@@ -1,25 +1,33 @@
 """The technical scanners (MACD, volume-price breakout, TTM Squeeze): bars in, signals out.
 
-Each is its own supervised worker. A cycle fetches a year of daily bars per
-symbol (beating before each request), aligns them into wide frames (dates x
-symbols) and runs one vectorised scan over all symbols.
+Each is its own supervised worker. A cycle takes a year of daily bars per
+symbol from the store's cache (a symbol's history is fetched at most once a
+day, by whichever scanner gets to it first, beating before each request;
+today's bar comes from the watchlist's quotes), aligns them into wide frames
+(dates x symbols) and runs one vectorised scan over all symbols.
 """
 import pandas as pd
 
 from workers import scanner
+from workers.bars import DailyBars
 from workers.indicators import scan_macd, scan_ttm, scan_vpb
 from workers.scanner import CycleFailed, Scan
 
 
 class BarsScan(Scan):
-    """Fetch daily bars for every symbol; subclasses turn the wide frames into rows."""
+    """Daily bars for every symbol, from the store's cache (fetched at most once a day, workers/bars.py);
+    subclasses turn the wide frames into rows."""
+
+    offset = 0.0  # where this scanner starts fetching, so three scanners share a cold start
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.daily_bars = DailyBars(self, int(self.options["days"]), self.offset)
 
     def cycle(self):
         symbols = list(self.options["symbols"])
-        days = int(self.options["days"])
-        bars, errors, skipped = self.fetch_each(
-            symbols, lambda symbol: self.provider.daily_bars(symbol, days, timeout=self.timeout), phase="bars")
-        bars = {s: frame for s, frame in bars.items() if len(frame)}
+        fetched_before = self.daily_bars.fetched
+        bars, failed, skipped = self.daily_bars.frames(symbols)
         if not bars:
             self.check_provider()
             raise CycleFailed(f"no bars for any of {len(symbols)} symbols")
@@ -28,8 +36,8 @@ class BarsScan(Scan):
                 for field in ("high", "low", "close", "volume")}
         rows = self.scan(wide).to_dict("records")
         stored = self.store_snapshot(rows, keep=set(symbols) - {row["symbol"] for row in rows})
-        return {"symbols": len(symbols), "fresh": len(rows), "stored": stored,
-                "failed": len(errors), "quarantined": len(skipped)}
+        return {"symbols": len(symbols), "fresh": len(rows), "stored": stored, "fetched": self.daily_bars.fetched
+                - fetched_before, "failed": len(failed), "quarantined": len(skipped)}
 
 
 class MacdScan(BarsScan):
@@ -41,6 +49,7 @@ class MacdScan(BarsScan):
 
 class VpbScan(BarsScan):
     dataset = "vpb_scanner"
+    offset = 1 / 3
 
     def scan(self, wide):
         return scan_vpb(wide["high"], wide["low"], wide["close"], wide["volume"])
@@ -48,6 +57,7 @@ class VpbScan(BarsScan):
 
 class TtmScan(BarsScan):
     dataset = "ttm_squeeze_scanner"
+    offset = 2 / 3
 
     def scan(self, wide):
         return scan_ttm(wide["high"], wide["low"], wide["close"])

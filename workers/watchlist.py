@@ -15,6 +15,10 @@ hands it over and quarantines it; errors of its own quarantine it after
 `quarantine_after` cycles) while every other symbol is quoted in the same
 cycle. A batch failing for a provider-wide reason (the request budget, a
 dead login) is not split: that would only multiply the requests.
+
+Every quote also updates its symbol's daily bar of the session in the store
+(open, high, low, last, volume), so the technical scanners need not fetch
+bars again during the day (workers/store/market.py).
 """
 import collections
 import logging
@@ -23,6 +27,8 @@ from workers import scanner
 from workers.outcomes import about_the_item
 from workers.providers.base import BadPayload
 from workers.scanner import FAILED, OK, CycleFailed, Scan
+from workers.store import StoreError
+from workers.store.market import MarketCache
 
 log = logging.getLogger("watchlist")
 
@@ -35,8 +41,15 @@ def plan(symbols, size, quarantine):
     return batches + [s for s in available if quarantine.alone(s)]
 
 
+ROW_FIELDS = ("symbol", "price", "daily_change", "daily_change_pct", "volume")
+
+
 class WatchlistScan(Scan):
     dataset = "watchlist"
+
+    @property
+    def bars(self):
+        return MarketCache(self.store)
 
     def cycle(self):
         symbols = list(self.options["symbols"])
@@ -59,9 +72,19 @@ class WatchlistScan(Scan):
             self.check_provider()
             raise CycleFailed(f"no quote for any of {len(symbols)} symbols")
         missed = set(symbols) - set(rows)  # failed, skipped or quarantined: their stored rows stay
-        stored = self.store_snapshot(list(rows.values()), keep=missed)
+        stored = self.store_snapshot([{k: r[k] for k in ROW_FIELDS} for r in rows.values()], keep=missed)
         return {"symbols": len(symbols), "fresh": len(rows), "stored": stored, "missed": len(missed),
-                "quarantined": sum(self.quarantine.holds(s) for s in symbols)}
+                "quarantined": sum(self.quarantine.holds(s) for s in symbols), "bars_updated": self.update_bars(rows)}
+
+    def update_bars(self, quotes):
+        """Today's daily bar of every quoted symbol whose history is stored, for the technical scanners;
+        returns how many were written. A store failure here costs the bars, not the cycle: the
+        watchlist itself is stored."""
+        try:
+            return self.bars.update_session_bars(quotes)[0]
+        except StoreError as e:
+            log.warning("today's bars not updated from the quotes: %s", e)
+            return 0
 
     def split(self, queue, members, why):
         log.warning("batch of %d symbols (%s...%s) will be fetched one by one: %s", len(members), members[0],
@@ -74,7 +97,9 @@ class WatchlistScan(Scan):
         rows = {}
         for symbol, quote in quotes.iterrows():
             rows[symbol] = {"symbol": symbol, "price": quote["price"], "daily_change": quote["daily_change"],
-                            "daily_change_pct": quote["daily_change_pct"], "volume": int(quote["volume"])}
+                            "daily_change_pct": quote["daily_change_pct"], "volume": int(quote["volume"]),
+                            "open": quote["open"], "high": quote["high"], "low": quote["low"],
+                            "session": quote["session"]}
         for symbol in members:
             if symbol not in rows:
                 self.tally.record(symbol, BadPayload(quotes.errors.get(symbol, "no quote in the answer")),

@@ -1,9 +1,11 @@
 """Whale-flows scanner: unusually large options activity in the next weekly expirations.
 
 For each whale symbol, the provider names the next `expirations` weekly
-expiry dates (Thursday in a Friday-holiday week); for each, the chain within
-`strike_band_pct` of spot is fetched (one request, beating before it). A
-contract is a whale flow when, on the day,
+expiry dates (Thursday in a Friday-holiday week; fetched once a day and kept
+in the store); for each, the chain within `strike_band_pct` of spot is
+fetched (one request, beating before it) and stored for every dataset that
+reads chains (workers/store/market.py). A contract is a whale flow when, on
+the day,
 
     volume >= min_volume,  volume / open_interest >= min_vol_oi,
     premium = volume x mark x 100 >= min_premium.
@@ -27,7 +29,10 @@ import numpy as np
 import pandas as pd
 
 from workers import scanner
+from workers.bars import new_york_date
 from workers.scanner import CycleFailed, Scan
+from workers.store import StoreError
+from workers.store.market import MarketCache
 
 log = logging.getLogger("whale_flows")
 FLOW_COLUMNS = ("symbol", "type", "strike", "whale_score", "volume", "open_interest", "vol_oi", "premium",
@@ -70,14 +75,13 @@ class WhaleFlowsScan(Scan):
     def cycle(self):
         opts = self.options
         symbols = list(opts["symbols"])
-        expiries, errors, skipped = self.fetch_each(
-            symbols, lambda s: self.provider.expirations(s, int(opts["expirations"]), timeout=self.timeout),
-            phase="expirations")
+        expiries, errors, skipped = self.expirations(symbols, int(opts["expirations"]))
         items = [f"{symbol} {expiry.isoformat()}" for symbol, dates in expiries.items() for expiry in dates]
         chains, chain_errors, chain_skipped = self.fetch_each(items, self.fetch_chain, phase="chain")
         self.check_provider()
         if not chains:
             raise CycleFailed(f"no option chain for any of {len(symbols)} symbols")
+        self.share(chains)
         self.ctx.beat("scan", self.dataset)
         found = [find_whales(chain, item.split()[0], opts["min_volume"], opts["min_vol_oi"], opts["min_premium"])
                  for item, chain in chains.items()]
@@ -88,6 +92,28 @@ class WhaleFlowsScan(Scan):
         return {"symbols": len(symbols), "chains": len(chains), "flows": len(rows), "new": result.inserted,
                 "updated": result.updated, "expired": result.expired,
                 "failed": len(errors) + len(chain_errors), "quarantined": len(skipped) + len(chain_skipped)}
+
+    def expirations(self, symbols, count):
+        """Each symbol's next `count` expirations: from the store when fetched today, else fetched (and
+        stored for the rest of the day). Returns (dates by symbol, errors, skipped) like fetch_each."""
+        cache, today = MarketCache(self.store), new_york_date(self.store._clock())
+        known = {s: d for s in symbols if (d := cache.expirations(s, today)) is not None and len(d) >= count}
+        fetched, errors, skipped = self.fetch_each(
+            [s for s in symbols if s not in known],
+            lambda s: self.provider.expirations(s, count, timeout=self.timeout), phase="expirations")
+        for symbol, dates in fetched.items():
+            cache.put_expirations(symbol, dates, today)
+        dates = {**known, **fetched}
+        return {s: [d for d in dates[s] if d.isoformat() >= today][:count] for s in symbols if s in dates}, \
+            errors, skipped
+
+    def share(self, chains):
+        """Store this cycle's chains for every dataset that reads them; a failure costs only that."""
+        try:
+            MarketCache(self.store).put_chains({tuple(item.split()): chain for item, chain in chains.items()},
+                                               self.store._clock())
+        except StoreError as e:
+            log.warning("option chains not stored for other datasets: %s", e)
 
     def fetch_chain(self, item):
         import datetime as dt

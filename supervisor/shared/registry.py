@@ -14,6 +14,8 @@ by name ("module:function"), imported after fork or preloaded before it.
 - `defaults`: the embedded default configuration, TOML text.
 - `secret_env`: environment variables that hold secrets; a child sees only
   those its kind asks for (a name ending in "*" is a prefix).
+- `describe`: what `mdwd --check-config` adds about a valid config (for
+  mdwd: the request budget the workers will use).
 
 Standard library only.
 """
@@ -58,6 +60,9 @@ class Registry:
     sections: dict
     defaults: str
     secret_env: tuple = ()
+    # What `mdwd --check-config` says about a valid config beyond "ok" (e.g. its request budget): a
+    # function of the Config returning lines; a line starting "warning:" is a warning.
+    describe: Optional[Callable[[Any], list]] = None
 
     def with_kinds(self, **kinds):
         """This registry plus more kinds (the drill kinds of tests and benchmarks)."""

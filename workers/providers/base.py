@@ -9,6 +9,10 @@ answer in time; it never blocks past that deadline.
 Units and shapes, identical for every provider:
 - prices in USD, float64; volumes float64 in bars, int64 in quotes and chains;
 - `daily_change_pct` is in percent (1.5 means +1.5 %);
+- a quote's `open`, `high`, `low` (NaN when the source has none) and `session`
+  ("YYYY-MM-DD", the New York date of the session its last trade belongs to,
+  or None) make it the session's bar so far: with `price` as the close and
+  `volume`, the scanners update today's daily bar from it;
 - option `iv` is implied volatility in PERCENT, as Schwab reports it (32.5 means
   32.5 %); divide by 100 for Black-Scholes;
 - option `delta` is signed (puts negative); NaN when the source has none;
@@ -27,7 +31,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-QUOTE_COLUMNS = ("price", "daily_change", "daily_change_pct", "volume")
+QUOTE_COLUMNS = ("price", "daily_change", "daily_change_pct", "volume", "open", "high", "low", "session")
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 CHAIN_COLUMNS = ("type", "strike", "bid", "ask", "last", "mark", "volume", "open_interest",
                  "delta", "iv", "expiry", "dte", "underlying_price")
@@ -106,15 +110,19 @@ class QuoteBatch(pd.DataFrame):
     @classmethod
     def build(cls, rows: Mapping[str, Mapping[str, float]],
               errors: Mapping[str, str] | None = None) -> "QuoteBatch":
-        """Make a batch from {symbol: {price, daily_change, daily_change_pct, volume}}."""
+        """Make a batch from {symbol: {price, daily_change, daily_change_pct, volume[, open, high,
+        low, session]}}; what a source lacks of the last four is NaN (None for session)."""
         symbols = list(rows)
+
+        def floats(key):
+            return pd.Series([float(rows[s].get(key, float("nan"))) for s in symbols], dtype="float64")
+
         frame = cls({
-            "price": pd.Series([float(rows[s]["price"]) for s in symbols], dtype="float64"),
-            "daily_change": pd.Series([float(rows[s]["daily_change"]) for s in symbols],
-                                      dtype="float64"),
-            "daily_change_pct": pd.Series([float(rows[s]["daily_change_pct"]) for s in symbols],
-                                          dtype="float64"),
+            "price": floats("price"), "daily_change": floats("daily_change"),
+            "daily_change_pct": floats("daily_change_pct"),
             "volume": pd.Series([int(rows[s]["volume"]) for s in symbols], dtype="int64"),
+            "open": floats("open"), "high": floats("high"), "low": floats("low"),
+            "session": pd.Series([rows[s].get("session") for s in symbols], dtype=object),
         }, errors=errors)
         frame.index = pd.Index(symbols, name="symbol", dtype=object)
         return frame

@@ -313,8 +313,14 @@ def _parse_quote(symbol: str, entry: Any, invalid: bool) -> dict:
     else:
         change = _number(quote, "netChange", what, default=0.0)
         pct = _number(quote, "netPercentChange", what, default=0.0)
+    trade_ms = quote.get("tradeTime")
+    session = None
+    if isinstance(trade_ms, (int, float)) and not isinstance(trade_ms, bool) and trade_ms > 0:
+        session = pd.Timestamp(int(trade_ms), unit="ms", tz="UTC").tz_convert(NEW_YORK).date().isoformat()
     return {"price": price, "daily_change": round(change, 6), "daily_change_pct": round(pct, 6),
-            "volume": int(_number(quote, "totalVolume", what, default=0))}
+            "volume": int(_number(quote, "totalVolume", what, default=0)),
+            "open": _available(quote.get("openPrice")), "high": _available(quote.get("highPrice")),
+            "low": _available(quote.get("lowPrice")), "session": session}
 
 
 def _parse_candles(symbol: str, data: Any, daily: bool) -> pd.DataFrame:

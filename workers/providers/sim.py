@@ -332,11 +332,15 @@ class SimProvider(Provider):
                 errors[symbol] = str(exc)
                 continue
             day = self._day(symbol, index)
-            price = float(np.exp(self._path(symbol, index)[minute]))
+            path = np.exp(self._path(symbol, index)[:minute + 1])
+            price = float(path[-1])
             prev = float(np.exp(day["prev"][0]))
             rows[symbol] = {"price": round(price, 2), "daily_change": round(price - prev, 4),
                             "daily_change_pct": round((price / prev - 1) * 100, 4),
-                            "volume": int(day["volume"][0] * _CUM_PROFILE[minute])}
+                            "volume": int(day["volume"][0] * _CUM_PROFILE[minute]),
+                            "open": round(float(path[0]), 4), "high": round(float(path.max()), 4),
+                            "low": round(float(path.min()), 4),
+                            "session": str(_day_of(np.array([index]))[0])}
         return QuoteBatch.build(rows, errors)
 
     def daily_bars(self, symbol, days=365, *, timeout=None) -> pd.DataFrame:

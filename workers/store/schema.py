@@ -135,10 +135,41 @@ _V3_WHALE_DEDUP: tuple[str, ...] = (
     "CREATE INDEX whale_flows_detected_at ON whale_flows (detected_at)",
 )
 
+# v4: what the scanners fetch once and share (workers/store/market.py): daily bars
+# per symbol and day, when each symbol's history was last fetched whole, each
+# symbol's expirations of the day, and the option chains of the latest cycle.
+_V4_MARKET_CACHE: tuple[str, ...] = (
+    """CREATE TABLE daily_bars (
+        symbol TEXT NOT NULL,
+        date TEXT NOT NULL,
+        open REAL, high REAL, low REAL, close REAL, volume REAL,
+        PRIMARY KEY (symbol, date)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE bars_history (
+        symbol TEXT PRIMARY KEY,
+        fetched_on TEXT NOT NULL,
+        fetched_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE expirations (
+        symbol TEXT PRIMARY KEY,
+        fetched_on TEXT NOT NULL,
+        dates TEXT NOT NULL
+    )""",
+    """CREATE TABLE option_chains (
+        symbol TEXT NOT NULL,
+        expiry TEXT NOT NULL,
+        fetched_at TEXT NOT NULL,
+        type TEXT NOT NULL, strike REAL NOT NULL, bid REAL, ask REAL, last REAL, mark REAL,
+        volume INTEGER, open_interest INTEGER, delta REAL, iv REAL, dte INTEGER, underlying_price REAL
+    )""",
+    "CREATE INDEX option_chains_symbol_expiry ON option_chains (symbol, expiry)",
+)
+
 MIGRATIONS: tuple[Step, ...] = (
     _V1_CREATE_TABLES,   # 0 -> 1
     _V2_WHALE_IV,        # 1 -> 2
     _V3_WHALE_DEDUP,     # 2 -> 3
+    _V4_MARKET_CACHE,    # 3 -> 4
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

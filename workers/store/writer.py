@@ -160,6 +160,11 @@ class StoreWriter:
                 raise
             return result
 
+    def transaction(self, what: str, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """`work(conn)` in one write transaction; StoreError (naming `what`) if the database refuses.
+        For the other tables of the store (workers/store/market.py)."""
+        return self._run(what, work)
+
     def _clock(self) -> dt.datetime:
         return R.utc(self._now())
 
