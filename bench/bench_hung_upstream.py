@@ -3,8 +3,9 @@
 The MACD scanner runs 50 cycles over 30 symbols against a local fake Schwab
 (in a process of its own) that answers one symbol's price history one byte every 0.2 s, forever. The
 breaker and quarantine are set so they never step in: every cycle pays the
-deadline, the worst case. Baseline: the same scanner's normal cycle (no
-fault), measured first in the same run.
+deadline, the worst case; and each cycle is on a new day, so each fetches
+every history (the bars cache would otherwise serve 29 of them). Baseline:
+the same scanner's normal cycle (no fault), measured first in the same run.
 
 Targets: every cycle stores all 29 other symbols; the typical (p50) cycle
 takes the per-request deadline plus the typical normal cycle, and no more
@@ -12,6 +13,7 @@ takes the per-request deadline plus the typical normal cycle, and no more
 request opens a new one, a few milliseconds); no growth in threads or fds. The p99s are printed too: the fake server
 shares this process and the machine, so the tails of both are noisy.
 """
+import datetime as dt
 import logging
 import os
 import sys
@@ -49,13 +51,16 @@ def main(argv=None):
             provider = schwab_against(fake, directory, DEADLINE, breaker_failures=10**6)
             scan, _ = make_scan(technical.MacdScan, "macd", directory, provider=provider, symbols=symbols,
                                 quarantine=Quarantine(None, after_failures=0))  # never steps in
-            scan.store = StoreWriter(directory, now=lambda: MARKET_TIME)
+            day = [0]  # every cycle is a new day, so every cycle fetches every history: the worst case
+            scan.store = StoreWriter(directory, now=lambda: MARKET_TIME + dt.timedelta(days=day[0]))
             scan.timeout = DEADLINE
             normal = []
             logging.getLogger("scanner").setLevel(logging.ERROR)  # one warning per cycle otherwise
             for _ in range(3):  # warm the fake server's caches, so the baseline is not inflated
+                day[0] += 1
                 scan.run_cycle()
             for _ in range(cycles):  # as many normal cycles as faulty ones: the same statistics on both
+                day[0] += 1
                 started = time.monotonic()
                 scan.run_cycle()
                 normal.append(time.monotonic() - started)
@@ -63,6 +68,7 @@ def main(argv=None):
             times, stored, fresh = [], [], []
             baseline_threads = baseline_fds = None
             for i in range(cycles):
+                day[0] += 1
                 started = time.monotonic()
                 counts = scan.run_cycle()
                 times.append(time.monotonic() - started)
