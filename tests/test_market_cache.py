@@ -147,3 +147,16 @@ def test_check_config_prints_the_request_budget_and_warns_above_80_percent(tmp_p
     result = subprocess.run([*configs.MDWD, "--check-config", str(path)], capture_output=True, text=True,
                             timeout=60, env=configs.mdwd_environ())
     assert "warning: the workers would use 93% of provider.requests_per_minute (80)" in result.stderr
+
+
+def test_a_quote_before_the_first_trade_writes_no_bar(tmp_path):
+    clock = Clock(OPEN)
+    quotes, macd = scans(tmp_path, clock, counted(clock))
+    macd.run_cycle()
+    cache = MarketCache(StoreWriter(tmp_path, now=clock))
+    before = cache.bars(["AAPL"])["AAPL"]
+    previous_close = float(before["close"].iloc[-2])
+    quote = {"price": previous_close, "daily_change": 0.0, "volume": 0, "open": 0.0, "high": 0.0, "low": 0.0,
+             "session": "2026-11-25"}  # what Schwab sends before the open
+    assert cache.update_session_bars({"AAPL": quote}) == (0, [])
+    assert cache.bars(["AAPL"])["AAPL"].equals(before)

@@ -106,8 +106,10 @@ class MarketCache:
         quote disagrees with: their history is marked for a whole fetch again).
 
         `quotes`: symbol -> {price, daily_change, volume, open, high, low, session}. Quotes without a
-        session or an open are skipped (no trade yet)."""
-        usable = {s: q for s, q in quotes.items() if q.get("session") and _value(q.get("open")) is not None}
+        session, or without a positive open, high and low (before the session's first trade, Schwab
+        sends 0), are skipped."""
+        usable = {s: q for s, q in quotes.items() if q.get("session")
+                  and all((_value(q.get(k)) or 0) > 0 for k in ("open", "high", "low", "price"))}
 
         def work(conn):
             disagree, written = [], 0
