@@ -88,11 +88,12 @@ def fill_store(state_dir, seed=7):
     flows = []
     for i in range(400):
         strike = round(rng.uniform(5, 900) / 5) * 5 + i % 7
+        volume, mark = rng.randrange(100, 50000), round(rng.uniform(0.05, 40), 2)
         flows.append({
             "symbol": rng.choice(symbols), "type": rng.choice(("CALL", "PUT")), "strike": float(strike),
-            "whale_score": round(rng.uniform(50, 5000), 1), "volume": rng.randrange(100, 50000),
+            "whale_score": round(rng.uniform(50, 5000), 1), "volume": volume,
             "open_interest": rng.randrange(10, 90000), "vol_oi": round(rng.uniform(0.5, 40), 2),
-            "premium": round(rng.uniform(1e5, 5e7), 0), "delta": round(rng.uniform(-1, 1), 3),
+            "premium": mark, "total_premium": round(volume * mark * 100, 2), "delta": round(rng.uniform(-1, 1), 3),
             "expiry": (now + dt.timedelta(days=rng.randrange(1, 60))).strftime("%Y-%m-%d"),
             "dte": rng.randrange(1, 60), "iv": round(rng.uniform(0.1, 2.0), 3),
             "underlying_price": round(rng.uniform(5, 900), 2),

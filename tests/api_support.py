@@ -79,8 +79,8 @@ def fill(state_dir, now=NOW):
         {"symbol": "NVDA", "price": 900.0, "daily_change": 30.0, "daily_change_pct": 3.4, "volume": 1_000},
         {"symbol": "AMD", "price": 150.0, "daily_change": 2.0, "daily_change_pct": 1.3, "volume": 7_000},
     ])
-    flow = dict(volume=1000, open_interest=100, vol_oi=10.0, premium=1e6, delta=0.5, expiry="2026-04-17",
-                dte=46, iv=0.45, underlying_price=180.0)
+    flow = dict(volume=1000, open_interest=100, vol_oi=10.0, premium=10.0, total_premium=1e6, delta=0.5,
+                expiry="2026-04-17", dte=46, iv=0.45, underlying_price=180.0)
     writer.record_whale_flows([
         dict(flow, symbol="AAPL", type="CALL", strike=190.0, whale_score=900.0, detected_at=ts(dt.timedelta(hours=1))),
         dict(flow, symbol="TSLA", type="PUT", strike=200.0, whale_score=1500.0, detected_at=ts(dt.timedelta(hours=5))),

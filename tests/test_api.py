@@ -50,7 +50,8 @@ def test_whale_flows_by_score_within_default_six_hours(app):
     assert body["sort_by"] == "score"
     assert [r["symbol"] for r in body["data"]] == ["TSLA", "AAPL", "NVDA"]  # AMD is 10 h old
     assert set(body["data"][0]) == {"symbol", "type", "strike", "whale_score", "volume", "open_interest", "vol_oi",
-                                    "premium", "delta", "expiry", "dte", "detected_at", "iv", "underlying_price"}
+                                    "premium", "delta", "expiry", "dte", "detected_at", "iv", "underlying_price",
+                                    "total_premium"}
     assert body["data"][0]["type"] == "PUT" and body["data"][0]["expiry"] == "2026-04-17"
 
 

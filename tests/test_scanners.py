@@ -115,8 +115,10 @@ def test_whale_cycle_stores_scored_flows_with_every_api_field(tmp_path):
     assert flows, "the simulated market injects large trades; the scanner found none"
     for flow in flows:
         assert flow["type"] in ("CALL", "PUT") and 0 <= flow["whale_score"] <= 100
-        assert flow["vol_oi"] >= ctx.options["min_vol_oi"] and flow["premium"] >= ctx.options["min_premium"]
+        assert flow["vol_oi"] >= ctx.options["min_vol_oi"] and flow["total_premium"] >= ctx.options["min_premium"]
+        assert flow["total_premium"] == pytest.approx(flow["volume"] * flow["premium"] * 100, abs=0.01)
     assert ("chain", f"{flows[0]['symbol']} {flows[0]['expiry']}") in ctx.beats
+    assert counts["retention_days"] == ctx.options["retention_days"]  # how the API learns it
 
 
 def test_whale_rules_on_a_hand_built_chain():
@@ -127,15 +129,32 @@ def test_whale_rules_on_a_hand_built_chain():
         "expiry": [dt.date(2026, 12, 4)] * 4, "dte": [7, 7, 7, 7], "underlying_price": [100.0] * 4,
     })
     flows = whale_flows.find_whales(chain, "XYZ", min_volume=500, min_vol_oi=2.0, min_premium=100_000)
-    # row 0: vol/OI 5, premium 1.0M: a whale. row 1: premium 250k, vol/OI 50: a whale.
+    # row 0: vol/OI 5, notional 1.0M: a whale. row 1: notional 250k, vol/OI 50: a whale.
     # row 2: volume 400 < 500. row 3: vol/OI 1.5 < 2.
     assert list(flows["strike"]) == [100.0, 105.0]
-    assert list(flows["premium"]) == [1_000_000.0, 250_000.0]
+    assert list(flows["total_premium"]) == [1_000_000.0, 250_000.0]
     assert list(flows["expiry"]) == ["2026-12-04", "2026-12-04"]
-    # Score of row 0, by the documented formula: premium log10(10)/2 = 0.5; vol/OI log2(2.5)/4;
+    # Score of row 0, by the documented formula: notional log10(10)/2 = 0.5; vol/OI log2(2.5)/4;
     # delta 1 - |0.45-0.4|/0.4; DTE 1 - 7/35; IV 1 (25% <= 30%).
     expected = 40 * 0.5 + 25 * np.log2(2.5) / 4 + 15 * (1 - 0.05 / 0.4) + 10 * 0.8 + 10 * 1.0
     assert flows["whale_score"][0] == pytest.approx(expected, abs=0.01)
+
+
+def test_whale_premium_is_the_mark_not_the_notional_the_old_dashboard_multiplies_by_volume():
+    chain = pd.DataFrame({
+        "type": ["CALL", "PUT"], "strike": [100.0, 95.0], "mark": [2.35, 0.199], "volume": [5000, 6000],
+        "open_interest": [1000, 1200], "delta": [0.4, -0.4], "iv": [30.0, 30.0],
+        "expiry": [dt.date(2026, 12, 4)] * 2, "dte": [7, 7], "underlying_price": [100.0] * 2,
+    })
+    # 0.199 x 6,000 x 100 = 119,400 passes min_premium 100,000 only as a notional, never as a price.
+    flows = whale_flows.find_whales(chain, "XYZ", min_volume=500, min_vol_oi=2.0, min_premium=100_000)
+    assert list(flows["premium"]) == [2.35, 0.199]
+    assert list(flows["total_premium"]) == [1_175_000.0, 119_400.0]
+    # The old dashboard's own figure (premium x volume) is the notional / 100, as with the old service.
+    assert [p * v for p, v in zip(flows["premium"], flows["volume"])] == pytest.approx([11_750.0, 1_194.0])
+    # The score's notional part: 1.175M is 11.75x the minimum, 119.4k is 1.194x.
+    parts = (flows["whale_score"] - 25 * np.log2(5 / 2) / 4 - 15 - 10 * 0.8 - 10) / 40
+    assert list(parts) == pytest.approx([np.log10(11.75) / 2, np.log10(1.194) / 2], abs=1e-3)
 
 
 def test_quarantine_skips_the_item_survives_a_restart_and_expires(tmp_path):

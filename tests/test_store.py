@@ -58,8 +58,9 @@ def watch(symbol, price, pct, volume, change=1.0):
 
 def flow(symbol="SPY", type="CALL", strike=500.0, score=10.0, expiry="2024-05-17", **kw):
     row = {"symbol": symbol, "type": type, "strike": strike, "whale_score": score,
-           "volume": 1000, "open_interest": 200, "vol_oi": 5.0, "premium": 250000.0,
-           "delta": 0.45, "expiry": expiry, "dte": 11, "iv": 0.2, "underlying_price": 510.0}
+           "volume": 1000, "open_interest": 200, "vol_oi": 5.0, "premium": 2.5,
+           "delta": 0.45, "expiry": expiry, "dte": 11, "iv": 0.2, "underlying_price": 510.0,
+           "total_premium": 250000.0}
     row.update(kw)
     return row
 
@@ -157,9 +158,9 @@ def test_whale_flows_sort_by_score_or_time_within_the_hours_window(writer, reade
     assert by_symbol["TSLA"]["iv"] is None
     assert by_symbol["SPY"] == {
         "symbol": "SPY", "type": "CALL", "strike": 500.0, "whale_score": 30.0, "volume": 1000,
-        "open_interest": 200, "vol_oi": 5.0, "premium": 250000.0, "delta": 0.45,
+        "open_interest": 200, "vol_oi": 5.0, "premium": 2.5, "delta": 0.45,
         "expiry": "2024-05-17", "dte": 11, "detected_at": "2024-05-06 09:30:00", "iv": 0.2,
-        "underlying_price": 510.0}
+        "underlying_price": 510.0, "total_premium": 250000.0}
     clock.advance(hours=3)
     assert symbols(reader.whale_flows(hours=2)) == []
 
@@ -322,10 +323,10 @@ def test_aware_timestamps_are_stored_as_utc_text(writer, reader):
 
 
 def test_same_contract_seen_again_the_same_utc_day_updates_its_row(writer, reader, clock):
-    first = writer.record_whale_flows([flow(score=10, volume=1000, premium=1e5)], 1)
+    first = writer.record_whale_flows([flow(score=10, volume=1000, premium=1.0, total_premium=1e5)], 1)
     clock.advance(hours=2)
     again = writer.record_whale_flows([
-        flow(score=25, volume=3000, premium=3e5),            # same contract
+        flow(score=25, volume=3000, premium=1.0, total_premium=3e5),  # same contract
         flow(strike=505.0), flow(type="PUT"), flow(expiry="2024-05-24")], 1)
 
     assert first == (1, 0, 0) and again == (3, 1, 0)
@@ -333,7 +334,7 @@ def test_same_contract_seen_again_the_same_utc_day_updates_its_row(writer, reade
     assert len(rows) == 4
     spy = next(r for r in rows if r["strike"] == 500.0 and r["type"] == "CALL"
                and r["expiry"] == "2024-05-17")
-    assert (spy["whale_score"], spy["volume"], spy["premium"]) == (25.0, 3000, 3e5)
+    assert (spy["whale_score"], spy["volume"], spy["premium"], spy["total_premium"]) == (25.0, 3000, 1.0, 3e5)
     assert spy["detected_at"] == "2024-05-06 16:30:00"
 
 
@@ -535,6 +536,31 @@ def test_a_version_1_database_migrates_to_the_current_schema(tmp_path, clock):
         assert w.record_whale_flows([flow(score=50)], retention_days=3) == (0, 1, 0)
 
 
+def test_a_version_3_whale_premium_holding_the_notional_becomes_the_mark_and_total_premium(tmp_path, clock):
+    state = tmp_path / "state"
+    path = schema.database_path(state)
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert schema.migrate(conn, target=3) == 3
+    insert = ("INSERT INTO whale_flows (symbol, type, strike, whale_score, volume, open_interest, vol_oi,"
+              " premium, delta, expiry, dte, detected_at, iv, underlying_price)"
+              " VALUES (?, 'CALL', ?, 50, ?, 100, 5, ?, 0.4, '2024-05-17', 11, '2024-05-06 12:00:00', 0.3, 500)")
+    conn.execute(insert, ("SPY", 500.0, 1000, 250000.0))   # a mark of 2.50 traded 1,000 times
+    conn.execute(insert, ("QQQ", 400.0, 37, 12345.67))     # a mark that does not divide evenly
+    conn.execute(insert, ("IWM", 200.0, 0, 5000.0))        # no volume: the mark cannot be known
+    conn.execute(insert, ("DIA", 300.0, None, 7000.0))
+    conn.execute(insert, ("XLF", 40.0, 500, None))
+    conn.close()
+
+    rows = {r["symbol"]: r for r in StoreReader(state, now=clock).whale_flows(hours=24, limit=100)}
+    assert {s: (r["premium"], r["total_premium"]) for s, r in rows.items()} == {
+        "SPY": (2.5, 250000.0), "QQQ": (pytest.approx(3.336668), 12345.67), "IWM": (None, 5000.0),
+        "DIA": (None, 7000.0), "XLF": (None, None)}
+    assert rows["SPY"]["volume"] == 1000 and rows["SPY"]["whale_score"] == 50.0  # nothing else moved
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    with StoreWriter(state, now=clock) as w:  # a new sighting of SPY merges into its migrated row
+        assert w.record_whale_flows([flow(strike=500.0, score=60, expiry="2024-05-17")], 3) == (0, 1, 0)
+
+
 def test_a_failing_migration_step_leaves_the_old_version(tmp_path):
     conn = sqlite3.connect(tmp_path / "db", isolation_level=None)
     schema.migrate(conn, target=1)
@@ -544,7 +570,8 @@ def test_a_failing_migration_step_leaves_the_old_version(tmp_path):
         raise sqlite3.OperationalError("step failed")
 
     with pytest.raises(sqlite3.OperationalError):
-        schema.migrate(conn, steps=(*schema.MIGRATIONS[:1], schema.MIGRATIONS[1], broken), target=3)
+        steps = (*schema.MIGRATIONS[:2], broken)
+        schema.migrate(conn, steps=steps, target=len(steps))
     assert schema.schema_version(conn) == 1
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchall() == []
     assert "iv" not in [r[1] for r in conn.execute("PRAGMA table_info(whale_flows)")]

@@ -58,7 +58,8 @@ KINDS = {
             strike_band_pct=Option(NUMBER, 10.0, "strikes within this percent of spot", positive),
             min_volume=Option(NUMBER, 500, "contracts traded today, at least", non_negative),
             min_vol_oi=Option(NUMBER, 2.0, "volume / open interest, at least", positive),
-            min_premium=Option(NUMBER, 100_000.0, "volume x mark x 100 in USD, at least", positive),
+            min_premium=Option(NUMBER, 100_000.0, "traded notional (total_premium = volume x mark x 100) "
+                               "in USD, at least", positive),
             retention_days=Option(NUMBER, 7.0, "days of flow history kept", positive),
         ),
     ),

@@ -8,11 +8,15 @@ reads chains (workers/store/market.py). A contract is a whale flow when, on
 the day,
 
     volume >= min_volume,  volume / open_interest >= min_vol_oi,
-    premium = volume x mark x 100 >= min_premium.
+    total_premium = volume x mark x 100 >= min_premium   (the traded notional, USD).
+
+A flow's `premium` is the contract's mark, a per-contract price: that is what
+the old service sent under that name, and its dashboard multiplies it by the
+volume itself. The notional is `total_premium`.
 
 Whale score, 0..100, a weighted sum of five parts each in 0..1:
 
-    40 x premium    log10(premium / min_premium) / 2, capped at 1 (100x the minimum scores 1)
+    40 x notional   log10(total_premium / min_premium) / 2, capped at 1 (100x the minimum scores 1)
     25 x vol/OI     log2(vol_oi / min_vol_oi) / 4, capped at 1 (16x the minimum scores 1)
     15 x delta      1 - | |delta| - 0.4 | / 0.4, floored at 0: out-of-the-money conviction
                     around |delta| 0.4 scores highest; deep in or far out of the money less
@@ -21,7 +25,9 @@ Whale score, 0..100, a weighted sum of five parts each in 0..1:
                     (IV <= 30 %) is more telling than in a frenzy (IV >= 100 %)
 
 Flows are stored with the store's de-duplication (the same contract seen again
-the same UTC day updates its row) and kept for `retention_days`.
+the same UTC day updates its row) and kept for `retention_days`. Every cycle's
+counts name that retention (`retention_days`), so the API learns it from
+mdwd's status rows and clamps a longer `hours` window to it.
 """
 import logging
 
@@ -36,11 +42,11 @@ from workers.store.market import MarketCache
 
 log = logging.getLogger("whale_flows")
 FLOW_COLUMNS = ("symbol", "type", "strike", "whale_score", "volume", "open_interest", "vol_oi", "premium",
-                "delta", "expiry", "dte", "iv", "underlying_price")
+                "delta", "expiry", "dte", "iv", "underlying_price", "total_premium")
 
 
-def whale_score(premium, vol_oi, delta, dte, iv, min_premium, min_vol_oi):
-    premium_part = np.clip(np.log10(np.maximum(premium, 1e-9) / min_premium) / 2, 0, 1)
+def whale_score(total_premium, vol_oi, delta, dte, iv, min_premium, min_vol_oi):
+    premium_part = np.clip(np.log10(np.maximum(total_premium, 1e-9) / min_premium) / 2, 0, 1)
     vol_oi_part = np.clip(np.log2(np.maximum(vol_oi, 1e-9) / min_vol_oi) / 4, 0, 1)
     delta_part = np.clip(1 - np.abs(np.abs(np.nan_to_num(delta, nan=0.0)) - 0.4) / 0.4, 0, 1)
     dte_part = np.clip(1 - dte / 35.0, 0, 1)
@@ -54,16 +60,18 @@ def find_whales(chain, symbol, min_volume, min_vol_oi, min_premium):
     volume = chain["volume"].to_numpy(dtype="float64")
     open_interest = chain["open_interest"].to_numpy(dtype="float64")
     vol_oi = volume / np.maximum(open_interest, 1.0)
-    premium = volume * chain["mark"].to_numpy(dtype="float64") * 100.0
-    hit = (volume >= min_volume) & (vol_oi >= min_vol_oi) & (premium >= min_premium)
+    mark = chain["mark"].to_numpy(dtype="float64")
+    notional = volume * mark * 100.0
+    hit = (volume >= min_volume) & (vol_oi >= min_vol_oi) & (notional >= min_premium)
     if not hit.any():
         return pd.DataFrame(columns=FLOW_COLUMNS)
     flows = chain.loc[hit].copy()
     flows["symbol"] = symbol
     flows["vol_oi"] = np.round(vol_oi[hit], 2)
-    flows["premium"] = np.round(premium[hit], 2)
+    flows["premium"] = mark[hit]
+    flows["total_premium"] = np.round(notional[hit], 2)
     flows["expiry"] = [str(e) for e in flows["expiry"]]
-    flows["whale_score"] = whale_score(premium[hit], vol_oi[hit], flows["delta"].to_numpy(dtype="float64"),
+    flows["whale_score"] = whale_score(notional[hit], vol_oi[hit], flows["delta"].to_numpy(dtype="float64"),
                                        flows["dte"].to_numpy(dtype="float64"), flows["iv"].to_numpy(dtype="float64"),
                                        min_premium, min_vol_oi)
     return flows.loc[:, list(FLOW_COLUMNS)].reset_index(drop=True)
@@ -91,7 +99,8 @@ class WhaleFlowsScan(Scan):
         result = self.store.record_whale_flows(rows, retention_days=float(opts["retention_days"]))
         return {"symbols": len(symbols), "chains": len(chains), "flows": len(rows), "new": result.inserted,
                 "updated": result.updated, "expired": result.expired,
-                "failed": len(errors) + len(chain_errors), "quarantined": len(skipped) + len(chain_skipped)}
+                "failed": len(errors) + len(chain_errors), "quarantined": len(skipped) + len(chain_skipped),
+                "retention_days": float(opts["retention_days"])}
 
     def expirations(self, symbols, count):
         """Each symbol's next `count` expirations: from the store when fetched today, else fetched (and

@@ -53,7 +53,7 @@ DATASETS: dict[str, tuple[Column, ...]] = {
     WHALE_FLOWS: _cols(
         "symbol:text! type:text! strike:real! whale_score:real volume:int "
         "open_interest:int vol_oi:real premium:real delta:real expiry:date! dte:int "
-        "detected_at:timestamp iv:real underlying_price:real", type=("CALL", "PUT")),
+        "detected_at:timestamp iv:real underlying_price:real total_premium:real", type=("CALL", "PUT")),
     "macd_scanner": _cols(
         "symbol:text! price:real price_change:real price_change_pct:real macd:real "
         "signal:real histogram:real bullish_cross:bool bearish_cross:bool trend:text "

@@ -135,10 +135,25 @@ _V3_WHALE_DEDUP: tuple[str, ...] = (
     "CREATE INDEX whale_flows_detected_at ON whale_flows (detected_at)",
 )
 
-# v4: what the scanners fetch once and share (workers/store/market.py): daily bars
+# v4: `premium` is the contract's mark again (a per-contract price), as the old
+# service sent it and its dashboard expects (it multiplies by volume itself);
+# the traded notional, volume x mark x 100, moves to the new `total_premium`.
+# Rows written before it hold the notional in `premium`: it becomes their
+# total_premium, and their mark is derived from it where the volume allows
+# (volume > 0; else the mark is unknown: NULL). round(, 6) drops the float
+# noise of the division, far below a mark's tick.
+_V4_WHALE_TOTAL_PREMIUM: tuple[str, ...] = (
+    "ALTER TABLE whale_flows ADD COLUMN total_premium REAL",
+    """UPDATE whale_flows SET
+        total_premium = premium,
+        premium = CASE WHEN volume > 0 AND premium IS NOT NULL
+                       THEN round(premium / volume / 100.0, 6) END""",
+)
+
+# v5: what the scanners fetch once and share (workers/store/market.py): daily bars
 # per symbol and day, when each symbol's history was last fetched whole, each
 # symbol's expirations of the day, and the option chains of the latest cycle.
-_V4_MARKET_CACHE: tuple[str, ...] = (
+_V5_MARKET_CACHE: tuple[str, ...] = (
     """CREATE TABLE daily_bars (
         symbol TEXT NOT NULL,
         date TEXT NOT NULL,
@@ -166,10 +181,11 @@ _V4_MARKET_CACHE: tuple[str, ...] = (
 )
 
 MIGRATIONS: tuple[Step, ...] = (
-    _V1_CREATE_TABLES,   # 0 -> 1
-    _V2_WHALE_IV,        # 1 -> 2
-    _V3_WHALE_DEDUP,     # 2 -> 3
-    _V4_MARKET_CACHE,    # 3 -> 4
+    _V1_CREATE_TABLES,        # 0 -> 1
+    _V2_WHALE_IV,             # 1 -> 2
+    _V3_WHALE_DEDUP,          # 2 -> 3
+    _V4_WHALE_TOTAL_PREMIUM,  # 3 -> 4
+    _V5_MARKET_CACHE,         # 4 -> 5
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -208,8 +208,9 @@ class StoreWriter:
 
         De-duplication: a flow is one contract (symbol, type, strike, expiry).
         Seen again on the same UTC day (of detected_at) it updates that day's
-        row (whale_score, volume, open_interest, vol_oi, premium, delta, dte,
-        iv, underlying_price and detected_at take the newer sighting's values)
+        row (whale_score, volume, open_interest, vol_oi, premium (the mark),
+        total_premium (the notional), delta, dte, iv, underlying_price and
+        detected_at take the newer sighting's values)
         instead of adding a row; seen on a later UTC day it starts a new row.
         Then rows with detected_at older than `retention_days` before `now` are
         deleted and last_update['whale_flows'] is stamped; all in one
