@@ -207,18 +207,18 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     @app.get("/api/whale_flows")
     @_endpoint
     def whale_flows():
-        sort_by, limit, hours = V.whale_flows_params(query())
+        sort_by, limit, hours = V.whale_flows_params(query(), status.whale_retention_hours())
         return listing(reader.whale_flows(sort_by=sort_by, limit=limit, hours=hours), sort_by=sort_by)
 
-    def scanner(path: str, filters, method: str) -> None:
+    def scanner(path: str, filters, method: str, aliases=None) -> None:
         @app.get(path)
         @_endpoint
         def endpoint():
-            filter_, limit = V.scanner_params(query(), filters)
-            return listing(getattr(reader, method)(filter=filter_, limit=limit), filter=filter_)
+            filter_, echoed, limit = V.scanner_params(query(), filters, aliases)
+            return listing(getattr(reader, method)(filter=filter_, limit=limit), filter=echoed)
 
     scanner("/api/macd_scanner", V.MACD_FILTERS, "macd")
-    scanner("/api/vpb_scanner", V.VPB_FILTERS, "vpb")
+    scanner("/api/vpb_scanner", V.VPB_FILTERS, "vpb", V.VPB_FILTER_ALIASES)
     scanner("/api/ttm_squeeze_scanner", V.TTM_FILTERS, "ttm")
 
     @app.get("/api/stats")

@@ -13,17 +13,29 @@ status rows by kind (the largest interval if several workers share the kind).
 When that is unknown - no such worker configured, or the supervisor
 unreachable - the fixed fallback FALLBACK_STALE_AFTER_S (3 x 300 s = 900 s)
 applies. `[api] stale_after = {watchlist = 300}` overrides it per dataset.
+
+The retention of whale flows (`whale_retention_hours`, the longest `hours`
+window /api/whale_flows serves): the whale_flows worker names its
+`retention_days` in the counts of every successful cycle, and mdwd's status row
+carries the last cycle (`last_cycle.counts.retention_days`). With several
+whale_flows workers the smallest counts (each deletes what is older than its
+own). A StatusSource remembers the last retention it saw, since a failed cycle
+reports no counts and mdwd may be unreachable for a while; until it has seen
+one, the embedded default applies (`retention_days` of workers/kinds.py, 7 days).
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any, Callable, Optional
 
 from supervisor.shared.control_client import ControlError
+from workers.kinds import KINDS
 
 __all__ = ["StatusSource", "SupervisorUnavailable", "DATASET_WRITER_KIND",
-           "STALE_INTERVALS", "FALLBACK_STALE_AFTER_S", "stale_after"]
+           "STALE_INTERVALS", "FALLBACK_STALE_AFTER_S", "stale_after",
+           "DEFAULT_WHALE_RETENTION_DAYS", "whale_retention_days"]
 
 # dataset -> the worker kind that writes it
 DATASET_WRITER_KIND = {
@@ -35,6 +47,7 @@ DATASET_WRITER_KIND = {
 }
 STALE_INTERVALS = 3
 FALLBACK_STALE_AFTER_S = STALE_INTERVALS * 300.0
+DEFAULT_WHALE_RETENTION_DAYS = float(KINDS["whale_flows"].options["retention_days"].default)
 
 
 class SupervisorUnavailable(Exception):
@@ -54,6 +67,19 @@ def stale_after(rows: Optional[list[dict]], overrides: Optional[dict] = None) ->
             for dataset, kind in DATASET_WRITER_KIND.items()}
 
 
+def whale_retention_days(rows: Optional[list[dict]]) -> Optional[float]:
+    """The retention the wanted whale_flows workers last reported (the smallest), or None if none did."""
+    reported = []
+    for row in rows or ():
+        if row.get("kind") != DATASET_WRITER_KIND["whale_flows"] or not row.get("wanted", True):
+            continue
+        cycle = row.get("last_cycle")
+        days = (cycle.get("counts") or {}).get("retention_days") if isinstance(cycle, dict) else None
+        if isinstance(days, (int, float)) and not isinstance(days, bool) and 0 < days < math.inf:
+            reported.append(float(days))
+    return min(reported) if reported else None
+
+
 class StatusSource:
     """Cached `status` answers of mdwd, and `restart` requests, through a ControlClient."""
 
@@ -68,6 +94,7 @@ class StatusSource:
         self._expires = float("-inf")
         # (rows, None) or (None, error): replaced as a whole, so readers never see half an update.
         self._answer: Optional[tuple[Optional[list[dict]], Optional[str]]] = None
+        self._whale_retention_days = DEFAULT_WHALE_RETENTION_DAYS  # the last one reported
 
     def rows(self) -> list[dict[str, Any]]:
         """The worker rows of the last answer; SupervisorUnavailable if it was a failure.
@@ -100,6 +127,13 @@ class StatusSource:
     def limits(self, rows: Optional[list[dict]]) -> dict[str, float]:
         """Staleness limits for these rows, with the configured overrides."""
         return stale_after(rows, self.stale_overrides)
+
+    def whale_retention_hours(self) -> int:
+        """The retention of whale flows in whole hours, rounded up (see the module docstring)."""
+        days = whale_retention_days(self.rows_or_none())
+        if days is not None:
+            self._whale_retention_days = days
+        return max(1, math.ceil(self._whale_retention_days * 24))
 
     def invalidate(self) -> None:
         self._expires = float("-inf")

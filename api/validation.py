@@ -6,7 +6,10 @@ are ignored (the old dashboard client may send extras); a parameter given
 twice takes its first value, as the old Flask service did.
 
 Allowed values for order_by/sort_by/filter come from the store reader, so
-the API and the SQL never disagree.
+the API and the SQL never disagree. The only other values accepted are those
+the old callers are known to send (API.md): `filter=buy`/`sell` on
+/api/vpb_scanner (VPB_FILTER_ALIASES), and a whale-flow `hours` above the
+retention (720, 999999: "everything kept"), clamped to it (`window_hours`).
 """
 from __future__ import annotations
 
@@ -15,17 +18,22 @@ import re
 from typing import Mapping
 from urllib.parse import parse_qsl
 
-from workers.store.reader import (MACD_FILTERS, MAX_HOURS, MAX_LIMIT, TTM_FILTERS, VPB_FILTERS,
+from workers.store.reader import (MACD_FILTERS, MAX_LIMIT, TTM_FILTERS, VPB_FILTERS,
                                   WATCHLIST_ORDERS, WHALE_SORTS)
 
 __all__ = [
-    "ParamError", "parse_query", "choice", "bounded_int", "bearer_token", "token_matches",
+    "ParamError", "parse_query", "choice", "bounded_int", "window_hours", "bearer_token", "token_matches",
     "watchlist_params", "whale_flows_params", "scanner_params",
-    "MACD_FILTERS", "VPB_FILTERS", "TTM_FILTERS",
+    "MACD_FILTERS", "VPB_FILTERS", "TTM_FILTERS", "VPB_FILTER_ALIASES",
 ]
+
+# The seed system's AI copilot page and market commentary bot ask the VPB scanner for
+# filter=buy and filter=sell; they mean the breakouts and the breakdowns.
+VPB_FILTER_ALIASES = {"buy": "bullish", "sell": "bearish"}
 
 _MAX_ECHO = 40  # characters of a bad value quoted back in an error
 _DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII digits only; int() would accept '٣', ' 3', '1_0'
+_ANY_DIGITS = re.compile(r"[0-9]+")
 
 
 class ParamError(ValueError):
@@ -48,13 +56,19 @@ def parse_query(query_string: str) -> dict[str, str]:
     return params
 
 
-def choice(params: Mapping[str, str], name: str, allowed, default: str) -> str:
-    """`params[name]` if it is one of `allowed` (default when absent), else ParamError."""
+def choice(params: Mapping[str, str], name: str, allowed, default: str,
+           aliases: Mapping[str, str] | None = None) -> str:
+    """`params[name]` if it is one of `allowed` (default when absent), the value an alias
+    stands for, else ParamError."""
     value = params.get(name)
     if value is None:
         return default
+    aliases = aliases or {}
+    if value in aliases:
+        return aliases[value]
     if value not in allowed:
-        raise ParamError(f"{name} must be one of {', '.join(allowed)}; got {_echo(value)}")
+        named = [*allowed, *(f"{alias} (= {meant})" for alias, meant in aliases.items())]
+        raise ParamError(f"{name} must be one of {', '.join(named)}; got {_echo(value)}")
     return value
 
 
@@ -70,20 +84,44 @@ def bounded_int(params: Mapping[str, str], name: str, high: int, default: int) -
     raise ParamError(f"{name} must be an integer from 1 to {high}; got {_echo(value)}")
 
 
+def window_hours(params: Mapping[str, str], name: str, retention_hours: int, default: int) -> int:
+    """`params[name]` as a whole number of hours >= 1 (default when absent), clamped to
+    `retention_hours`: no flow is kept longer, so a longer window asks for everything kept.
+    Anything but ASCII digits, or zero, is a ParamError."""
+    value = params.get(name)
+    if value is None:
+        return min(default, retention_hours)
+    if _ANY_DIGITS.fullmatch(value):
+        significant = value.lstrip("0")
+        if len(significant) > len(str(retention_hours)):  # more digits than the retention: above it
+            return retention_hours
+        if significant:
+            return min(int(significant), retention_hours)
+    raise ParamError(f"{name} must be an integer >= 1 (a window longer than the retention, {retention_hours}, "
+                     f"is cut to it); got {_echo(value)}")
+
+
 def watchlist_params(params: Mapping[str, str]) -> tuple[str, int]:
     return (choice(params, "order_by", WATCHLIST_ORDERS, "daily_change_pct"),
             bounded_int(params, "limit", MAX_LIMIT, 20))
 
 
-def whale_flows_params(params: Mapping[str, str]) -> tuple[str, int, int]:
+def whale_flows_params(params: Mapping[str, str], retention_hours: int) -> tuple[str, int, int]:
+    """(sort_by, limit, hours); `retention_hours` caps hours (api/status.py: whale_retention_hours)."""
     return (choice(params, "sort_by", WHALE_SORTS, "score"),
             bounded_int(params, "limit", MAX_LIMIT, 10),
-            bounded_int(params, "hours", MAX_HOURS, 6))
+            window_hours(params, "hours", retention_hours, 6))
 
 
-def scanner_params(params: Mapping[str, str], filters) -> tuple[str, int]:
-    return (choice(params, "filter", filters, "all"),
-            bounded_int(params, "limit", MAX_LIMIT, 20))
+def scanner_params(params: Mapping[str, str], filters,
+                   aliases: Mapping[str, str] | None = None) -> tuple[str, str, int]:
+    """(the filter to apply, the filter to echo, limit).
+
+    An alias is echoed as the caller sent it, as the old service echoed every filter:
+    `filter=buy` applies bullish and answers `"filter": "buy"`.
+    """
+    applied = choice(params, "filter", filters, "all", aliases)
+    return applied, params.get("filter", applied), bounded_int(params, "limit", MAX_LIMIT, 20)
 
 
 def bearer_token(authorization: str | None) -> str | None:

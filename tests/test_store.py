@@ -165,6 +165,12 @@ def test_whale_flows_sort_by_score_or_time_within_the_hours_window(writer, reade
     assert symbols(reader.whale_flows(hours=2)) == []
 
 
+@pytest.mark.parametrize("hours", [169, 720, 999999, 10**7, 10**30])
+def test_a_whale_window_of_any_length_reaches_every_stored_flow(writer, reader, hours):
+    writer.record_whale_flows([flow("OLD", detected_at=T0 - dt.timedelta(days=6)), flow("NEW")], retention_days=7)
+    assert symbols(reader.whale_flows(sort_by="time", hours=hours)) == ["NEW", "OLD"]
+
+
 def test_macd_filters_and_orders_as_the_old_service(writer, reader, clock):
     writer.replace_snapshot("macd_scanner", [
         macd("A", 1.0, bull=True), macd("B", 3.0, bull=True), macd("C", -2.0, bear=True),
@@ -221,8 +227,8 @@ def test_ttm_filters_and_orders_as_api_md(writer, reader):
     (lambda r: r.macd(limit=1001), "1 to 1000"),
     (lambda r: r.ttm(limit="20"), "1 to 1000"),
     (lambda r: r.vpb(limit=True), "1 to 1000"),
-    (lambda r: r.whale_flows(hours=0), "1 to 168"),
-    (lambda r: r.whale_flows(hours=169), "1 to 168"),
+    (lambda r: r.whale_flows(hours=0), "an integer >= 1"),
+    (lambda r: r.whale_flows(hours=2.5), "an integer >= 1"),
     (lambda r: r.last_update({"nope": 1}), "watchlist, whale_flows"),
 ])
 def test_bad_reader_arguments_name_the_allowed_values(reader, call, message):

@@ -28,7 +28,9 @@ __all__ = ["StoreReader", "DATASET_NAMES",
 DATASET_NAMES = tuple(R.DATASETS)
 DEFAULT_READER_BUSY_TIMEOUT_MS = 1000
 MAX_LIMIT = 1000
-MAX_HOURS = 168
+# A whale-flow window reaching back further than this is this long: nothing was detected
+# before, and the cutoff stays a four-digit year (timestamps compare as text).
+MAX_WINDOW_HOURS = 1000 * 366 * 24
 _MAX_IDLE = 8
 
 # Allowed argument -> SQL (WHERE, ORDER BY). rowid keeps the writer's order last.
@@ -70,6 +72,12 @@ def _choice(name: str, value: Any, allowed: Mapping[str, Any]) -> Any:
 def _bounded(name: str, value: Any, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
         raise ValueError(f"{name} must be an integer from 1 to {high}; got {value!r}")
+    return value
+
+
+def _at_least_one(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
     return value
 
 
@@ -174,10 +182,11 @@ class StoreReader:
         return self._select("watchlist", "1", order, _bounded("limit", limit, MAX_LIMIT))
 
     def whale_flows(self, sort_by: str = "score", limit: int = 10, hours: int = 6) -> list[dict]:
-        """Flows detected in the last `hours`, by whale_score or detected_at descending."""
+        """Flows detected in the last `hours` (any whole number >= 1), by whale_score or detected_at
+        descending. The API clamps `hours` to the retention before asking (API.md)."""
         order = _choice("sort_by", sort_by, WHALE_SORTS)
         limit = _bounded("limit", limit, MAX_LIMIT)
-        hours = _bounded("hours", hours, MAX_HOURS)
+        hours = min(_at_least_one("hours", hours), MAX_WINDOW_HOURS)
         cutoff = R.format_ts(R.utc(self._now()) - dt.timedelta(hours=hours))
         return self._select(R.WHALE_FLOWS, "detected_at >= ?", order, limit, (cutoff,))
 
