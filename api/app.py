@@ -31,6 +31,7 @@ from workers.store import StoreError
 
 from . import metrics
 from . import validation as V
+from .cors import CorsPolicy
 from .status import DATASET_WRITER_KIND, SupervisorUnavailable
 
 __all__ = ["create_app", "JSON_CONTENT_TYPE", "WORKER_FIELDS", "dumps"]
@@ -43,6 +44,7 @@ WORKER_FIELDS = ("name", "state", "healthy", "problem", "warnings", "pid", "upti
                  "last_cycle_ok_age_s", "phase", "item", "last_exit", "rss_mb", "backoff_s", "quarantined")
 _MAX_PATH_ECHO = 200
 ALL_WORKERS = "all"  # POST /api/workers/all/restart: every worker, this API last
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
@@ -62,6 +64,13 @@ def _answer(status: int, obj: Any, headers: Optional[dict] = None) -> bottle.HTT
 
 def _failure(status: int, error: str, headers: Optional[dict] = None) -> bottle.HTTPResponse:
     return _answer(status, {"success": False, "error": error}, headers)
+
+
+def _raw_answer(start_response, status: int, body: bytes, headers=()) -> list[bytes]:
+    """An answer made before Bottle's router (CORS refusals, OPTIONS): JSON, or nothing for a 204."""
+    extra = [("Content-Type", JSON_CONTENT_TYPE), ("Content-Length", str(len(body)))] if body else []
+    start_response(f"{status} {bottle.HTTP_CODES.get(status, '')}".strip(), [*headers, *extra])
+    return [body]
 
 
 def _path() -> str:
@@ -98,13 +107,48 @@ class ResponseCache:
 
 
 class _JsonBottle(bottle.Bottle):
-    """Bottle whose own errors (404, 405, 500, bad path encoding) are JSON too,
-    with a response cache for the GET endpoints in `cacheable` in front of it."""
+    """Bottle whose own errors (404, 405, 500, bad path encoding) are JSON too, with the
+    CORS policy (api/cors.py) and then a response cache for the GET endpoints in
+    `cacheable` in front of it."""
 
     cache: Optional[ResponseCache] = None
     cacheable: frozenset = frozenset()
+    cors: CorsPolicy = CorsPolicy()
 
     def wsgi(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") == "OPTIONS":
+            return self._options(environ, start_response)
+        refusal = self.cors.refusal(environ)
+        if refusal is not None:
+            return _raw_answer(start_response, 403, dumps({"success": False, "error": refusal}))
+        cors_headers = self.cors.response_headers(environ)
+
+        def start(status, headers, exc_info=None):
+            return start_response(status, [*headers, *cors_headers], exc_info)
+
+        return self._cached(environ, start)
+
+    def _options(self, environ, start_response):
+        """OPTIONS on a path: its methods, or a CORS preflight's answer; unknown paths are the router's 404."""
+        methods = self._methods(environ)
+        if methods is None:
+            return super().wsgi(environ, start_response)
+        status, headers, error = self.cors.options(environ, methods)
+        body = b"" if error is None else dumps({"success": False, "error": error})
+        return _raw_answer(start_response, status, body, headers)
+
+    def _methods(self, environ) -> Optional[list[str]]:
+        """The methods the router answers on this path (HEAD with GET), or None for an unknown path."""
+        try:
+            self.router.match({**environ, "REQUEST_METHOD": "OPTIONS"})
+        except bottle.HTTPError as exc:
+            allowed = [m.strip() for m in (exc.get_header("Allow") or "").split(",") if m.strip()]
+            if exc.status_code != 405 or not allowed:
+                return None
+            return sorted({*allowed, *(["HEAD"] if "GET" in allowed else [])}, key=_METHOD_ORDER.index)
+        return None  # an OPTIONS route of its own: Bottle answers it
+
+    def _cached(self, environ, start_response):
         cache = self.cache
         path = environ.get("PATH_INFO", "")
         if cache is None or cache.ttl <= 0 or path not in self.cacheable \
@@ -166,10 +210,11 @@ def _endpoint(handler: Callable) -> Callable:
 
 
 def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
-               api_name: str = "api") -> bottle.Bottle:
+               api_name: str = "api", cors_origins=("*",)) -> bottle.Bottle:
     """The API over a StoreReader and a StatusSource (see api/status.py).
 
     `token` enables the mutating endpoints (empty: they answer 403).
+    `cors_origins` is `[api] cors_origins` (api/cors.py).
     `api_name` is the supervised worker serving this app: restarting `all`
     asks mdwd to restart it last, once the others run again, so the 202
     answer gets out before this server goes down.
@@ -178,6 +223,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     for plugin in list(app.plugins):  # we return bytes: no JSON or template plugin per request
         app.uninstall(plugin)
     app.cache = ResponseCache(cache_ttl)
+    app.cors = CorsPolicy(cors_origins)
     app.cacheable = frozenset(("/api/watchlist", "/api/whale_flows", "/api/macd_scanner", "/api/vpb_scanner",
                                "/api/ttm_squeeze_scanner", "/api/stats", "/api/last_update"))
     registry = metrics.make_registry(status, reader)

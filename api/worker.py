@@ -1,7 +1,7 @@
 """The supervised API process (worker kind "api"): granian serves, this process proves it.
 
 `run(ctx)` reads the [api] section (host, port, token, processes, threads,
-self_check_interval), opens the store (so a broken one is reported here, by
+self_check_interval, cors_origins), opens the store (so a broken one is reported here, by
 name, before anything serves), reserves the address and forks the HTTP server
 (api/server.py: granian's manager and its `processes` serving processes, each
 with `threads` threads and its own store connection). The loop here then,
@@ -74,7 +74,7 @@ RESPONSE_CACHE_TTL_S = 1.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 STOP_GRACE_S = 2.0  # granian stops in milliseconds; the supervisor's stop_timeout (5 s) kills after this
 DEFAULTS = {"host": "127.0.0.1", "port": 8000, "token": "", "threads": 4, "self_check_interval": 5.0,
-            "processes": 2}
+            "processes": 2, "cors_origins": ["*"]}
 
 
 def settings_from(ctx, environ=os.environ) -> dict:
@@ -133,7 +133,7 @@ class ApiWorker:
                               ttl=STATUS_TTL_S, failure_ttl=STATUS_FAILURE_TTL_S,
                               stale_overrides=self.settings.get("stale_after"))
         app = create_app(reader, status, token=self.settings["token"], cache_ttl=RESPONSE_CACHE_TTL_S,
-                         api_name=self.ctx.name)
+                         api_name=self.ctx.name, cors_origins=self.settings["cors_origins"])
         return served_by(app, os.getpid())
 
     def start(self) -> None:

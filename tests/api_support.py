@@ -152,12 +152,14 @@ def make_app(state_dir, control, tmp_path):
     """create_app over the filled store; `now` is the reader's clock, `socket` where mdwd is."""
     readers = []
 
-    def make(token="", now=NOW + dt.timedelta(seconds=30), socket=None, cache_ttl=0.0, reader=None, api_name="api"):
+    def make(token="", now=NOW + dt.timedelta(seconds=30), socket=None, cache_ttl=0.0, reader=None, api_name="api",
+             cors_origins=("*",)):
         if reader is None:
             reader = StoreReader(state_dir, now=lambda: now)
             readers.append(reader)
         status = StatusSource(ControlClient(socket or control.path, timeout=2.0), ttl=0.0)
-        return create_app(reader, status, token=token, cache_ttl=cache_ttl, api_name=api_name)
+        return create_app(reader, status, token=token, cache_ttl=cache_ttl, api_name=api_name,
+                          cors_origins=cors_origins)
 
     yield make
     for reader in readers:

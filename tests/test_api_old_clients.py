@@ -21,7 +21,7 @@ import datetime as dt
 import pytest
 
 from api.status import whale_retention_days
-from tests.api_support import NOW, get
+from tests.api_support import NOW, call, get
 from tests.fake_control import worker_row
 from workers.store import StoreWriter
 
@@ -136,3 +136,38 @@ def test_the_retention_is_the_smallest_a_wanted_whale_worker_reported():
             worker_row("macd", last_cycle={"counts": {"retention_days": 0.5}})]
     assert whale_retention_days(rows) == 3.0
     assert whale_retention_days(rows[3:]) is None and whale_retention_days(None) is None
+
+
+# -- the browser dashboard (trading-hub): CORS ----------------------------------------------
+
+TRADING_HUB = "http://localhost:3000"  # a Next.js app on another origin than the API
+TRADING_HUB_GETS = [  # trading-hub/src/lib/api.ts, in axios's parameter order
+    ("/api/watchlist", "order_by=daily_change_pct&limit=50"), ("/api/whale_flows", "limit=20"),
+    ("/api/macd_scanner", "filter=all&limit=30"), ("/api/ttm_squeeze_scanner", "filter=all&limit=30"),
+    ("/api/vpb_scanner", "filter=all&limit=30")]
+
+
+@pytest.mark.parametrize("path, query", TRADING_HUB_GETS)
+def test_the_browser_dashboard_may_read_every_answer_from_its_own_origin(app, path, query):
+    answer = get(app, path, query, headers={"Origin": TRADING_HUB, "Accept": "application/json, text/plain, */*"})
+    assert answer.status == 200 and answer.json["success"] is True
+    assert answer.headers["access-control-allow-origin"] == "*"
+    assert "vary" not in answer.headers  # "*" only: the answer is the same for every origin
+    assert get(app, path, query).headers["access-control-allow-origin"] == "*"  # as the old service, Origin or not
+
+
+def test_a_browser_preflight_from_the_dashboard_origin_is_answered(app):
+    answer = call(app, "OPTIONS", "/api/whale_flows", headers={
+        "Origin": TRADING_HUB, "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "cache-control, content-type"})
+    assert answer.status == 204 and answer.body == b""
+    assert answer.headers["access-control-allow-origin"] == "*"
+    assert answer.headers["access-control-allow-methods"] == "GET, HEAD"
+    assert answer.headers["access-control-allow-headers"] == "cache-control, content-type"
+    assert answer.headers["access-control-max-age"] == "600"
+    # POST and Authorization are for origins listed in [api] cors_origins only, never for "*".
+    refused = call(app, "OPTIONS", "/api/workers/watchlist/restart", headers={
+        "Origin": TRADING_HUB, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization"})
+    assert refused.status == 403 and "access-control-allow-origin" not in refused.headers
+

@@ -20,6 +20,7 @@ ENDPOINTS = ["/health", "/api/watchlist", "/api/whale_flows", "/api/stats", "/ap
              "/api/workers/watchlist/restart", "/metrics"]
 PARAMETERS = ["limit", "hours", "order_by", "sort_by", "filter"]
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"]
+LISTED_ORIGIN = "https://ops.example.com"
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None,
                              suppress_health_check=[HealthCheck.too_slow])
 
@@ -30,7 +31,8 @@ def app(tmp_path_factory):
     fill(base / "state")
     reader = StoreReader(base / "state", now=lambda: NOW)
     with FakeControl(base / "mdwd.sock", rows=scanner_rows()) as fake:
-        yield create_app(reader, StatusSource(ControlClient(fake.path), ttl=1.0), token=TOKEN, cache_ttl=0.5)
+        yield create_app(reader, StatusSource(ControlClient(fake.path), ttl=1.0), token=TOKEN, cache_ttl=0.5,
+                         cors_origins=["*", LISTED_ORIGIN])
     reader.close()
 
 
@@ -41,6 +43,9 @@ def wsgi_text(data: bytes) -> str:
 
 def assert_well_formed(answer, path, method):
     assert answer.status != 500 and answer.status < 600
+    if answer.status == 204:  # OPTIONS: what the path answers, or a CORS preflight's answer; nothing else
+        assert method == "OPTIONS" and answer.body == b"" and "content-type" not in answer.headers
+        return
     if path == "/metrics" and method in ("GET", "HEAD") and answer.status == 200:
         assert answer.headers["content-type"].startswith("text/plain")
         return
@@ -88,6 +93,25 @@ def test_any_query_string_on_any_endpoint_answers_json_without_500(app, path, pa
 def test_any_path_and_method_answers_json_without_500(app, path, method):
     answer = call(app, method, path)
     assert_well_formed(answer, path, method)
+
+
+@PROPERTY_SETTINGS
+@given(path=st.sampled_from(ENDPOINTS), method=st.sampled_from(METHODS),
+       origin=st.one_of(st.sampled_from(["http://localhost:3000", LISTED_ORIGIN, LISTED_ORIGIN.upper(), "null", ""]),
+                        st.text(max_size=40), st.binary(max_size=40).map(wsgi_text)),
+       requested=st.one_of(st.sampled_from(["GET", "POST", "DELETE", "get", ""]), st.text(max_size=10)),
+       request_headers=st.one_of(st.sampled_from(["authorization", "content-type, x-y", ""]), st.text(max_size=40)))
+def test_any_cross_origin_request_or_preflight_answers_without_500(app, path, method, origin, requested,
+                                                                    request_headers):
+    answer = call(app, method, path, headers={"Origin": origin, "Access-Control-Request-Method": requested,
+                                              "Access-Control-Request-Headers": request_headers})
+    assert_well_formed(answer, path, method)
+    allowed = answer.headers.get("access-control-allow-origin")
+    assert allowed in (None, "*", origin)
+    if allowed == origin and origin != "*":
+        assert origin.lower() == LISTED_ORIGIN and answer.headers["vary"] == "Origin"
+    if method not in ("GET", "HEAD", "OPTIONS") and origin and origin.lower() != LISTED_ORIGIN:
+        assert answer.status == 403  # a cross-origin POST, PUT... from an origin not listed never gets in
 
 
 @PROPERTY_SETTINGS

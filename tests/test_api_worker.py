@@ -201,7 +201,18 @@ def test_defaults_apply_to_a_missing_section(tmp_path):
     spec = make_spec(tmp_path)
     spec.sections = {}
     assert settings_from(RecordingCtx(spec), environ={}) == {
-        "host": "127.0.0.1", "port": 8000, "token": "", "threads": 4, "self_check_interval": 5.0, "processes": 2}
+        "host": "127.0.0.1", "port": 8000, "token": "", "threads": 4, "self_check_interval": 5.0, "processes": 2,
+        "cors_origins": ["*"]}
+
+
+def test_the_served_app_applies_the_configured_cors_origins(tmp_path):
+    fill(tmp_path / "state")
+    origins = {None: "*", ("https://ops.example.com",): "https://ops.example.com"}
+    for configured, allowed in origins.items():
+        spec = make_spec(tmp_path / "state", **({} if configured is None else {"cors_origins": list(configured)}))
+        app = ApiWorker(RecordingCtx(spec), environ={}).make_app()
+        answer = call(app, "GET", "/api/stats", headers={"Origin": "https://ops.example.com"})
+        assert answer.headers["access-control-allow-origin"] == allowed
 
 
 @pytest.mark.parametrize("check, interval, timeout, period", [

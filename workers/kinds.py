@@ -15,6 +15,7 @@ benchmarks and fire drills (`mdwd --drills`).
 This module must stay cheap to import: it is read by `mdwd --check-config`.
 """
 import importlib.resources
+import re
 
 from supervisor.shared.registry import Kind, Option, Registry, Section
 from workers import budget_plan
@@ -115,6 +116,16 @@ def _stale_limits(v):
     return None if ok else "a table of dataset = seconds > 0, datasets: " + ", ".join(DATASETS)
 
 
+_ORIGIN = re.compile(r"https?://[^/?#\s@]+", re.IGNORECASE)  # a serialized origin: no path, no user
+
+
+def _cors_origins(v):
+    """[api] cors_origins: "*" (any origin may GET) and origins that may also POST (api/cors.py)."""
+    ok = all(isinstance(o, str) and (o == "*" or _ORIGIN.fullmatch(o)) for o in v)
+    return None if ok else ('a list of "*" and origins such as "https://dash.example.com" or '
+                            '"http://localhost:3000" (scheme://host[:port], no path or trailing slash)')
+
+
 def _provider_kind(v):
     return None if v in ("sim", "schwab") else "sim (the simulated market) or schwab"
 
@@ -151,6 +162,7 @@ SECTIONS = {
         "processes": (int, whole(1, 16)),
         "self_check_interval": (NUMBER, positive),
         "stale_after": (dict, _stale_limits),
+        "cors_origins": (list, _cors_origins),
     }),
 }
 
