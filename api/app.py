@@ -45,6 +45,9 @@ WORKER_FIELDS = ("name", "state", "healthy", "problem", "warnings", "pid", "upti
 _MAX_PATH_ECHO = 200
 ALL_WORKERS = "all"  # POST /api/workers/all/restart: every worker, this API last
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+# GET /: the old service's banner, with its own values (scripts/api_server.py): the API it serves is
+# that one's, version 1.0 of the contract.
+SERVICE_NAME, SERVICE_VERSION = "Options Scanner API", "1.0"
 
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
@@ -235,6 +238,15 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
         return _answer(200, {"success": True, "count": len(rows), **echo, "data": rows})
 
     # -- the old service's endpoints ----------------------------------------
+
+    @app.get("/")
+    @_endpoint
+    def home():
+        """The old banner, `cache_stats` being /api/stats's `stats`. The seam for the status page
+        (another issue): a request whose Accept asks for text/html is to get it here, then with
+        `Vary: Accept`. Until it exists every client, a browser too, gets this JSON."""
+        return _answer(200, {"status": "running", "service": SERVICE_NAME, "version": SERVICE_VERSION,
+                             "cache_stats": reader.stats()})
 
     @app.get("/health")
     @_endpoint

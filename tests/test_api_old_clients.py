@@ -171,3 +171,14 @@ def test_a_browser_preflight_from_the_dashboard_origin_is_answered(app):
         "Access-Control-Request-Headers": "authorization"})
     assert refused.status == 403 and "access-control-allow-origin" not in refused.headers
 
+
+# -- GET / ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "text/html,application/xhtml+xml,*/*;q=0.8"])
+def test_root_answers_the_old_banner_in_json(app, accept):
+    answer = get(app, "/", headers={"Accept": accept} if accept else {})
+    assert answer.status == 200 and answer.headers["content-type"] == "application/json; charset=utf-8"
+    body = answer.json
+    assert (body["status"], body["service"], body["version"]) == ("running", "Options Scanner API", "1.0")
+    assert body["cache_stats"] == get(app, "/api/stats").json["stats"]  # the old cache_stats
+    assert set(body) == {"status", "service", "version", "cache_stats"}
