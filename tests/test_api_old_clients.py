@@ -106,10 +106,12 @@ def test_hours_is_clamped_to_the_retention_the_whale_worker_reports(app, state_d
 
 
 def test_hours_is_clamped_to_a_shorter_reported_retention_too(app, state_dir, control):
-    add_old_flows(state_dir)  # D6 is still stored: the worker keeping 2 days has not run since
-    control.rows[1] = whale_row(2.0)
+    add_old_flows(state_dir)  # AMD (10 h) and D6 are still stored: the worker keeping 6 hours has not run since
+    control.rows[1] = whale_row(0.25)
     assert [f["symbol"] for f in get(app, "/api/whale_flows", "sort_by=time&hours=720&limit=1000").json["data"]] \
-        == RECENT
+        == ["NVDA", "AAPL", "TSLA"]
+    assert get(app, "/api/whale_flows", "hours=0").json["error"].startswith(
+        "hours must be an integer >= 1 (a window longer than the retention, 6, is cut to it)")
 
 
 def test_the_retention_is_remembered_across_a_failed_cycle_and_an_unreachable_supervisor(make_app, state_dir,
