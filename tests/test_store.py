@@ -562,7 +562,7 @@ def test_a_version_3_whale_premium_holding_the_notional_becomes_the_mark_and_tot
         "SPY": (2.5, 250000.0), "QQQ": (pytest.approx(3.336668), 12345.67), "IWM": (None, 5000.0),
         "DIA": (None, 7000.0), "XLF": (None, None)}
     assert rows["SPY"]["volume"] == 1000 and rows["SPY"]["whale_score"] == 50.0  # nothing else moved
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     with StoreWriter(state, now=clock) as w:  # a new sighting of SPY merges into its migrated row
         assert w.record_whale_flows([flow(strike=500.0, score=60, expiry="2024-05-17")], 3) == (0, 1, 0)
 

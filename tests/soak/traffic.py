@@ -56,7 +56,7 @@ JUNK = (
     ("GET", "/api/watchlist?order_by=price;DROP%20TABLE%20watchlist"),
     ("GET", "/api/watchlist?limit=%ff%fe%00"),
     ("GET", "/api/whale_flows?hours=0"),
-    ("GET", "/api/whale_flows?hours=169&sort_by=score"),
+    ("GET", "/api/whale_flows?hours=-720&sort_by=score"),
     ("GET", "/api/whale_flows?sort_by=%C0%AE%C0%AE"),
     ("GET", "/api/macd_scanner?filter=sideways"),
     ("GET", "/api/vpb_scanner?filter=&limit="),
