@@ -25,13 +25,22 @@ from workers.universe import WATCHLIST, WHALE_SYMBOLS
 # Datasets the API serves, each written by one kind ([api] stale_after names them).
 DATASETS = ("watchlist", "whale_flows", "macd_scanner", "vpb_scanner", "ttm_squeeze_scanner")
 SCHWAB_SECRETS = ("SCHWAB_*",)
+# When a scanner works (workers/market_hours.py): "auto" is always on the simulated market and, on a
+# real one, the kind's MARKET_SCHEDULES entry. Spelled here so that this module stays cheap to import.
+SCHEDULE_CHOICES = ("auto", "always", "regular", "extended")
+MARKET_SCHEDULES = {"watchlist": "extended", "whale_flows": "regular", "macd": "regular", "vpb": "regular",
+                    "ttm": "regular"}
 API_SECRETS = ("MDW_API_TOKEN",)
 
 
-def _scanner_options(default_symbols, **extra):
+def _scanner_options(default_symbols, market_schedule, **extra):
     """Options every scanner kind takes, plus its own."""
     return {
         "symbols": Option(list, list(default_symbols), "symbols to scan", symbols(allow_empty=False)),
+        "schedule": Option(str, "auto", "when it works: always; regular (the NYSE session, plus one cycle after "
+                                        "the close); extended (4:00-20:00 New York on trading days); auto: "
+                                        f"always on the simulated market, else {market_schedule}",
+                           one_of(*SCHEDULE_CHOICES)),
         "quarantine_seconds": Option(NUMBER, 900.0, "how long an item that hung or kept failing is skipped",
                                      positive),
         "quarantine_after": Option(int, 3, "consecutive failures that quarantine an item", whole(1, 1000)),
@@ -49,12 +58,13 @@ def _scanner(entry, help, options):
 KINDS = {
     "watchlist": _scanner(
         "workers.watchlist:run", "quotes for the watchlist: price, daily change, volume",
-        _scanner_options(WATCHLIST, batch_size=Option(int, 50, "symbols per quotes request", whole(1, 500))),
+        _scanner_options(WATCHLIST, MARKET_SCHEDULES["watchlist"],
+                         batch_size=Option(int, 50, "symbols per quotes request", whole(1, 500))),
     ),
     "whale_flows": _scanner(
         "workers.whale_flows:run", "unusually large options trades in the next weekly expirations",
         _scanner_options(
-            WHALE_SYMBOLS,
+            WHALE_SYMBOLS, MARKET_SCHEDULES["whale_flows"],
             expirations=Option(int, 4, "weekly expirations scanned per symbol", whole(1, 12)),
             strike_band_pct=Option(NUMBER, 10.0, "strikes within this percent of spot", positive),
             min_volume=Option(NUMBER, 500, "contracts traded today, at least", non_negative),
@@ -65,11 +75,11 @@ KINDS = {
         ),
     ),
     "macd": _scanner("workers.technical:run_macd", "MACD (12, 26, 9) crosses on daily bars",
-                     _scanner_options(WATCHLIST, **_BARS_OPTIONS)),
+                     _scanner_options(WATCHLIST, MARKET_SCHEDULES["macd"], **_BARS_OPTIONS)),
     "vpb": _scanner("workers.technical:run_vpb", "volume-price breakouts and breakdowns on daily bars",
-                    _scanner_options(WATCHLIST, **_BARS_OPTIONS)),
+                    _scanner_options(WATCHLIST, MARKET_SCHEDULES["vpb"], **_BARS_OPTIONS)),
     "ttm": _scanner("workers.technical:run_ttm", "TTM Squeeze on daily bars",
-                    _scanner_options(WATCHLIST, **_BARS_OPTIONS)),
+                    _scanner_options(WATCHLIST, MARKET_SCHEDULES["ttm"], **_BARS_OPTIONS)),
     "api": Kind(
         entry="api.worker:run",
         help="the HTTP status API (Bottle on a production WSGI server); beats after answering itself",
