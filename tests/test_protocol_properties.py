@@ -21,7 +21,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 FIELDS = ("phase", "item", "key", "ok", "duration", "counts", "error", "quarantined", "quarantined_total",
-          "provider_requests")
+          "provider_requests", "schedule")
 
 
 def decode(data, chunk=None):
@@ -48,6 +48,8 @@ def check_usable(message):
     else:
         for outcomes in message["provider_requests"].values():
             assert all(isinstance(n, int) and n >= 0 for n in outcomes.values())
+        schedule = message["schedule"]
+        assert schedule is None or (isinstance(schedule, str) and 0 < len(schedule) <= protocol.SCHEDULE_TEXT)
         json.dumps(message, allow_nan=False)
 
 
@@ -84,8 +86,11 @@ def test_any_json_in_any_field_gives_a_usable_message_or_protocol_error(kind, fi
     b'{"t":"cycle","ok":true,"duration":1,"counts":{"n":' + b"9" * 4000 + b"}}",
     b'{"t":"status","provider_requests":{"sim":{"ok":-1}}}', b'{"t":"status","quarantined":[1,2]}',
     b'{"t":"beat","phase":"fetch","item":"TSLA","key":"short"}', b'{"t":"cycle","ok":1,"duration":1,"counts":{}}',
+    b'{"t":"status","schedule":1}', b'{"t":"status","schedule":""}', b'{"t":"status","schedule":{"regular":1}}',
+    b'{"t":"status","schedule":"' + b"r" * 41 + b'"}',
 ], ids=["deep-list", "deep-object", "deep-field", "bad-utf8", "1e999", "NaN", "Infinity", "huge-int",
-        "huge-count", "negative-count", "quarantine-not-objects", "bad-key", "ok-not-bool"])
+        "huge-count", "negative-count", "quarantine-not-objects", "bad-key", "ok-not-bool",
+        "schedule-number", "schedule-empty", "schedule-object", "schedule-too-long"])
 def test_known_killers_are_protocol_errors(line):
     assert len(line) <= MAX_MESSAGE
     with pytest.raises(ProtocolError):
@@ -101,6 +106,18 @@ def test_status_reports_always_fit_one_message(quarantined):
     (message,) = decode(data)
     assert message["quarantined_total"] == len(quarantined)
     assert len(message["quarantined"]) == min(len(quarantined), protocol.STATUS_LIST_LIMIT) or len(data) > 3000
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.none() | st.text(max_size=100))
+def test_a_status_report_carries_any_schedule_word_cut_to_size_or_none(schedule):
+    (message,) = decode(protocol.encode_status(schedule=schedule))
+    assert message["schedule"] == (schedule[:protocol.SCHEDULE_TEXT] if schedule else None)
+
+
+def test_a_status_report_without_a_schedule_from_an_older_worker_is_read_as_none():
+    (message,) = decode(b'{"t":"status","quarantined":[],"provider_requests":{}}\n')
+    assert message["schedule"] is None
 
 
 def test_a_beat_names_its_item_exactly_whatever_its_length():

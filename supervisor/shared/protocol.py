@@ -6,12 +6,15 @@ Newline-delimited JSON objects on a pipe, each at most MAX_MESSAGE bytes
     {"t": "beat", "phase": "fetch", "item": "AAPL", "key": "5f0c..."}   progress in the work loop
     {"t": "cycle", "ok": true, "duration": 1.2, "counts": {...}, "error": null}
     {"t": "status", "quarantined": [...], "quarantined_total": 3, "provider_requests": {...},
-     "warnings": ["the Schwab refresh token expires in 1 day 4 h: run mdw-schwab-login"]}
+     "warnings": ["the Schwab refresh token expires in 1 day 4 h: run mdw-schwab-login"],
+     "schedule": "regular"}
 
 A status message's `warnings` are things a person must act on soon although
 the worker still works (a login about to expire): the supervisor shows them
 in its STATUS line, `mdwctl status` and /health until the worker stops
-sending them.
+sending them. Its `schedule` is a worker's own word for when it works (at most
+SCHEDULE_TEXT characters, or null): the supervisor does not read it, it passes
+it through in its status rows for the API.
 
 A beat's `item` is for people: cut to MAX_TEXT characters. Its `key` names
 the item exactly, whatever its length (a digest of the whole item, see
@@ -41,6 +44,7 @@ KEY_LENGTH = 16  # hex digits of an item key
 STATUS_LIST_LIMIT = 10  # quarantined items listed in a status message; the rest are counted
 MAX_WARNINGS = 3
 WARNING_TEXT = 300
+SCHEDULE_TEXT = 40
 _MAX_NUMBER = 1e15  # counts and seconds beyond this are nonsense, not data
 
 
@@ -86,13 +90,15 @@ def encode_cycle(ok, duration, counts=None, error=None):
     return _encode(message)
 
 
-def encode_status(quarantined=(), provider_requests=None, warnings=()):
+def encode_status(quarantined=(), provider_requests=None, warnings=(), schedule=None):
     """A status message that always fits: the first STATUS_LIST_LIMIT items, and their total.
 
     `quarantined` is a list of {"item", "why", "for_s"}; `provider_requests`
     maps provider -> outcome -> count; `warnings` are short texts (at most
-    MAX_WARNINGS, each cut to WARNING_TEXT characters)."""
+    MAX_WARNINGS, each cut to WARNING_TEXT characters); `schedule` a word of
+    at most SCHEDULE_TEXT characters, or None."""
     warnings = [_text(w, WARNING_TEXT) for w in list(warnings)[:MAX_WARNINGS]]
+    schedule = None if schedule is None else str(schedule)[:SCHEDULE_TEXT] or None
     items = [{"item": _text(q["item"], 60), "why": _text(q["why"], 120), "for_s": float(q["for_s"])}
              for q in list(quarantined)]
     requests = {str(p)[:40]: {str(o)[:40]: int(n) for o, n in outcomes.items()}
@@ -100,7 +106,7 @@ def encode_status(quarantined=(), provider_requests=None, warnings=()):
     shown = min(len(items), STATUS_LIST_LIMIT)
     while True:
         message = {"t": "status", "quarantined": items[:shown], "quarantined_total": len(items),
-                   "provider_requests": requests, "warnings": warnings}
+                   "provider_requests": requests, "warnings": warnings, "schedule": schedule}
         data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
         if len(data) <= MAX_MESSAGE or shown == 0:
             return _encode(message)
@@ -188,6 +194,8 @@ def _status(message):
     total = message.get("quarantined_total", len(quarantined) if isinstance(quarantined, list) else 0)
     requests = message.get("provider_requests", {})
     warnings = message.get("warnings", [])
+    schedule = message.get("schedule")
+    _require(message, "schedule", schedule is None or (isinstance(schedule, str) and 0 < len(schedule) <= SCHEDULE_TEXT))
     _require(message, "warnings", isinstance(warnings, list) and len(warnings) <= MAX_WARNINGS and all(
         isinstance(w, str) and 0 < len(w) <= WARNING_TEXT for w in warnings))
     _require(message, "quarantined", isinstance(quarantined, list) and all(
@@ -198,7 +206,7 @@ def _status(message):
         isinstance(outcomes, dict) and all(_is_whole(n) and n >= 0 for n in outcomes.values())
         for outcomes in requests.values()))
     return {"t": "status", "quarantined": quarantined, "quarantined_total": total, "provider_requests": requests,
-            "warnings": warnings}
+            "warnings": warnings, "schedule": schedule}
 
 
 _VALIDATORS = {"beat": _beat, "cycle": _cycle, "status": _status}
