@@ -18,6 +18,7 @@ and the data is at most that much older (`age_s` included).
 """
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import logging
@@ -27,12 +28,13 @@ from typing import Any, Callable, Optional
 
 import bottle
 
+from workers import market_hours
 from workers.store import StoreError
 
 from . import metrics
 from . import validation as V
 from .cors import CorsPolicy
-from .status import DATASET_WRITER_KIND, SupervisorUnavailable
+from .status import DATASET_WRITER_KIND, SupervisorUnavailable, schedules
 
 __all__ = ["create_app", "JSON_CONTENT_TYPE", "WORKER_FIELDS", "dumps"]
 
@@ -213,15 +215,18 @@ def _endpoint(handler: Callable) -> Callable:
 
 
 def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
-               api_name: str = "api", cors_origins=("*",)) -> bottle.Bottle:
+               api_name: str = "api", cors_origins=("*",),
+               clock: Optional[Callable[[], Any]] = None) -> bottle.Bottle:
     """The API over a StoreReader and a StatusSource (see api/status.py).
 
     `token` enables the mutating endpoints (empty: they answer 403).
     `cors_origins` is `[api] cors_origins` (api/cors.py).
     `api_name` is the supervised worker serving this app: restarting `all`
     asks mdwd to restart it last, once the others run again, so the 202
-    answer gets out before this server goes down.
+    answer gets out before this server goes down. `clock` is the wall clock
+    of the market's calendar (aware datetimes; default market_hours.utc_now).
     """
+    clock = clock or market_hours.utc_now
     app = _JsonBottle(catchall=True)
     for plugin in list(app.plugins):  # we return bytes: no JSON or template plugin per request
         app.uninstall(plugin)
@@ -251,7 +256,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     @app.get("/health")
     @_endpoint
     def health():
-        problems = health_problems(reader, status)
+        problems = health_problems(reader, status, clock())
         if problems:
             return _answer(503, {"status": "degraded", "problems": problems})
         return _answer(200, {"status": "healthy"})
@@ -282,12 +287,15 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     @app.get("/api/stats")
     @_endpoint
     def stats():
-        return _answer(200, {"success": True, "stats": reader.stats()})
+        market = market_hours.market_state(clock())
+        return _answer(200, {"success": True, "stats": {**reader.stats(), "market": market}})
 
     @app.get("/api/last_update")
     @_endpoint
     def last_update():
-        return _answer(200, {"success": True, **reader.last_update(stale_after=status.stale_after())})
+        rows = status.rows_or_none()
+        updates = reader.last_update(stale_after=status.limits(rows), schedules=schedules(rows))
+        return _answer(200, {"success": True, **updates, "market": market_hours.market_state(clock())})
 
     # -- new endpoints ------------------------------------------------------
 
@@ -334,9 +342,10 @@ def _worker_field(row: dict, field: str) -> Any:
     return row.get(field)
 
 
-def health_problems(reader, status) -> list[str]:
+def health_problems(reader, status, now) -> list[str]:
     """Why the service is degraded: unhealthy wanted workers, stale or never-written datasets,
-    unreachable parts."""
+    unreachable parts. A dataset's age, and its writer's time to write it first, count only
+    inside the writer's schedule (api/status.py): a weekend or a holiday is never a problem."""
     problems = []
     try:
         rows = status.rows()
@@ -349,32 +358,37 @@ def health_problems(reader, status) -> list[str]:
     for warning in dict.fromkeys(w for row in rows or () if row.get("wanted", True)
                                  for w in (row.get("warnings") or ()) if isinstance(w, str)):
         problems.append(f"warning: {warning}")
-    limits = status.limits(rows)
+    limits, by_dataset = status.limits(rows), schedules(rows)
     try:
-        updates = reader.last_update(stale_after=limits)
+        updates = reader.last_update(stale_after=limits, schedules=by_dataset)
     except StoreError as exc:
         problems.append(f"store unreadable: {exc}")
         updates = {}
     for dataset, entry in updates.items():
+        schedule = by_dataset[dataset]
+        within = "" if schedule.name == market_hours.ALWAYS else f" within its schedule, {schedule.name}"
         if entry is not None and entry["stale"]:
             problems.append(f"dataset {dataset} is stale: last written {entry['age_s']:.0f}s ago "
-                            f"(limit {limits[dataset]:.0f}s)")
-        elif entry is None and (writer := _overdue_writer(dataset, rows)):
+                            f"(limit {limits[dataset]:.0f}s{within})")
+        elif entry is None and (writer := _overdue_writer(dataset, rows, schedule, now)):
             problems.append(f"dataset {dataset} has never been written: its worker {writer['name']} has been "
                             f"supervised for {writer['supervised_s']:.0f}s (startup_timeout + interval "
-                            f"{writer['startup_timeout'] + writer['interval']:g}s)")
+                            f"{writer['startup_timeout'] + writer['interval']:g}s{within})")
     return problems
 
 
-def _overdue_writer(dataset: str, rows: Optional[list]) -> Optional[dict]:
-    """The worker that should have written `dataset` by now (startup_timeout + one interval), if any."""
+def _overdue_writer(dataset: str, rows: Optional[list], schedule, now) -> Optional[dict]:
+    """The worker that should have written `dataset` by now (startup_timeout + one interval
+    inside its schedule), if any."""
     kind = DATASET_WRITER_KIND.get(dataset)
     for row in rows or ():
         try:
             due = float(row["startup_timeout"]) + float(row["interval"])
-            if row.get("kind") == kind and row.get("wanted", True) and float(row["supervised_s"]) >= due:
+            supervised = float(row["supervised_s"])
+            if row.get("kind") == kind and row.get("wanted", True) and supervised >= due and \
+                    schedule.open_seconds(now - datetime.timedelta(seconds=supervised), now) >= due:
                 return row
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             continue  # a row from an older supervisor: it cannot tell
     return None
 

@@ -14,7 +14,8 @@ so importing this module registers nothing):
     mdw_provider_requests_total{provider,outcome}   summed over the workers
     mdw_store_up                                    1 if the store could be read
     mdw_dataset_age_seconds{dataset}                since the dataset was last written
-    mdw_dataset_stale{dataset}                      1 if older than its staleness limit
+    mdw_dataset_stale{dataset}                      1 if older than its staleness limit (counted within
+                                                    its writer's schedule, as /health counts it)
 
 A worker or dataset the supervisor or store cannot tell about is left out
 rather than reported as 0.
@@ -32,7 +33,7 @@ from prometheus_client.utils import floatToGoString
 
 from workers.store import StoreError
 
-from .status import SupervisorUnavailable
+from .status import SupervisorUnavailable, schedules
 
 __all__ = ["StatusCollector", "make_registry", "render", "CONTENT_TYPE"]
 
@@ -131,7 +132,7 @@ class StatusCollector:
     def _dataset_families(self, rows):
         store_up = GaugeMetricFamily("mdw_store_up", "1 if the store could be read")
         try:
-            updates = self._reader.last_update(stale_after=self._status.limits(rows))
+            updates = self._reader.last_update(stale_after=self._status.limits(rows), schedules=schedules(rows))
         except StoreError as exc:
             log.warning("metrics without dataset ages: %s", exc)
             store_up.add_metric([], 0.0)

@@ -22,6 +22,14 @@ whale_flows workers the smallest counts (each deletes what is older than its
 own). A StatusSource remembers the last retention it saw, since a failed cycle
 reports no counts and mdwd may be unreachable for a while; until it has seen
 one, the embedded default applies (`retention_days` of workers/kinds.py, 7 days).
+
+A dataset's age counts only time inside its writer's schedule (`schedules`,
+workers/market_hours.py), so a weekend or a holiday never makes it stale.
+The writer says its schedule in its status report (`reported.schedule`);
+when no writer says one (none configured, not running, an older worker, the
+supervisor unreachable) every moment counts, as for the simulated market.
+Where several workers write one dataset, the schedule covering the most
+time counts (always, then extended, then regular): the strictest.
 """
 from __future__ import annotations
 
@@ -31,10 +39,11 @@ import time
 from typing import Any, Callable, Optional
 
 from supervisor.shared.control_client import ControlError
+from workers import market_hours
 from workers.kinds import KINDS
 
 __all__ = ["StatusSource", "SupervisorUnavailable", "DATASET_WRITER_KIND",
-           "STALE_INTERVALS", "FALLBACK_STALE_AFTER_S", "stale_after",
+           "STALE_INTERVALS", "FALLBACK_STALE_AFTER_S", "stale_after", "schedules",
            "DEFAULT_WHALE_RETENTION_DAYS", "whale_retention_days"]
 
 # dataset -> the worker kind that writes it
@@ -48,6 +57,8 @@ DATASET_WRITER_KIND = {
 STALE_INTERVALS = 3
 FALLBACK_STALE_AFTER_S = STALE_INTERVALS * 300.0
 DEFAULT_WHALE_RETENTION_DAYS = float(KINDS["whale_flows"].options["retention_days"].default)
+# The schedules by the time they cover, most first: where writers disagree, the first counts.
+_WIDEST_FIRST = (market_hours.ALWAYS, market_hours.EXTENDED, market_hours.REGULAR)
 
 
 class SupervisorUnavailable(Exception):
@@ -78,6 +89,17 @@ def whale_retention_days(rows: Optional[list[dict]]) -> Optional[float]:
         if isinstance(days, (int, float)) and not isinstance(days, bool) and 0 < days < math.inf:
             reported.append(float(days))
     return min(reported) if reported else None
+
+
+def schedules(rows: Optional[list[dict]]) -> dict[str, market_hours.Schedule]:
+    """Per dataset, the schedule of the worker that writes it (see the module docstring)."""
+    said: dict[str, set] = {}
+    for row in rows or ():
+        reported = row.get("reported")
+        name = reported.get("schedule") if isinstance(reported, dict) else None
+        said.setdefault(row.get("kind"), set()).add(name if name in market_hours.SCHEDULES else market_hours.ALWAYS)
+    return {dataset: market_hours.schedule(next(n for n in _WIDEST_FIRST if n in said.get(kind, {market_hours.ALWAYS})))
+            for dataset, kind in DATASET_WRITER_KIND.items()}
 
 
 class StatusSource:

@@ -220,18 +220,22 @@ class StoreReader:
             {"key": str(k), "value": str(v), "updated_at": str(u)} for k, v, u in updates]
         return counts
 
-    def last_update(self, stale_after: Optional[Mapping[str, float]] = None
-                    ) -> dict[str, Optional[dict[str, Any]]]:
+    def last_update(self, stale_after: Optional[Mapping[str, float]] = None,
+                    schedules: Optional[Mapping[str, Any]] = None) -> dict[str, Optional[dict[str, Any]]]:
         """Per dataset {value, updated_at, age_s, stale}, or None if never written.
 
         `stale_after` maps a dataset to the age in seconds beyond which it is
-        stale; a dataset not in it is never stale.
+        stale; a dataset not in it is never stale. `schedules` maps a dataset
+        to its writer's schedule (workers/market_hours.py: anything with
+        `open_seconds(start, end)`): only the part of its age inside it counts
+        toward `stale`; `age_s` stays the whole age. Without one, all of it counts.
         """
-        limits = dict(stale_after or {})
-        unknown = sorted(set(limits) - set(DATASET_NAMES))
-        if unknown:
-            raise ValueError(f"stale_after has unknown dataset {unknown[0]!r} "
-                             f"(allowed: {', '.join(DATASET_NAMES)})")
+        limits, schedules = dict(stale_after or {}), dict(schedules or {})
+        for what, given in (("stale_after", limits), ("schedules", schedules)):
+            unknown = sorted(set(given) - set(DATASET_NAMES))
+            if unknown:
+                raise ValueError(f"{what} has unknown dataset {unknown[0]!r} "
+                                 f"(allowed: {', '.join(DATASET_NAMES)})")
         now = R.utc(self._now())
         with self._connection(None) as conn:
             found = {key: (value, updated_at) for key, value, updated_at in conn.execute(
@@ -243,10 +247,12 @@ class StoreReader:
                 out[name] = None
                 continue
             value, updated_at = found[name]
-            age = round(max(0.0, (now - _moment(value, updated_at)).total_seconds()), 3)
+            written = _moment(value, updated_at)
+            age = round(max(0.0, (now - written).total_seconds()), 3)
+            counted = schedules[name].open_seconds(written, now) if name in schedules else age
             limit = limits.get(name)
             out[name] = {"value": str(value), "updated_at": str(updated_at), "age_s": age,
-                         "stale": bool(limit is not None and age > limit)}
+                         "stale": bool(limit is not None and counted > limit)}
         return out
 
 
