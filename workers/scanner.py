@@ -18,11 +18,19 @@ and the idle wait between cycles.
   is reported as failed and leaves the previous data served; the next cycle
   retries. A symbol that could not be fetched in an otherwise good cycle
   keeps its stored row, with the time it was really fetched.
+- A cycle runs only inside the worker's schedule (its `schedule` option,
+  workers/market_hours.py). Outside it the worker makes no upstream call: it
+  reports a successful empty cycle ({"off_schedule": 1}) once per interval,
+  since doing nothing is then its whole job (so the supervisor neither calls
+  it failing nor restarts it as stalled: its rules stay the same for every
+  kind), and idles, beating, until the next window opens. The status report
+  carries the schedule, for the API's staleness.
 """
 import logging
 import os
 import time
 
+from workers import kinds, market_hours
 from workers.outcomes import CycleTally
 from workers.providers.base import ProviderError
 from workers.quarantine import Quarantine
@@ -128,8 +136,39 @@ class Scan:
         return self.store.replace_snapshot(self.dataset, rows, keep=keep)
 
 
-def report(ctx, scan, quarantine):
-    ctx.report(quarantined=quarantine.listing(), provider_requests={scan.provider.name: dict(scan.requests)})
+def report(ctx, scan, quarantine, timetable):
+    ctx.report(quarantined=quarantine.listing(), provider_requests={scan.provider.name: dict(scan.requests)},
+               schedule=timetable.schedule.name)
+
+
+def schedule_of(ctx):
+    """The worker's schedule: its `schedule` option, "auto" resolved by the provider and the kind."""
+    provider = ctx.spec.sections.get("provider", {}).get("kind", "sim")
+    return market_hours.resolve(ctx.options.get("schedule", market_hours.AUTO), provider,
+                                kinds.MARKET_SCHEDULES.get(ctx.spec.kind, market_hours.REGULAR))
+
+
+def run_once(ctx, scan, quarantine, timetable):
+    """One pass of the loop: a cycle if the schedule says so (else an empty successful one), its
+    report, and the idle wait until the next."""
+    if timetable.due() is None:
+        ctx.cycle(True, 0.0, {"off_schedule": 1})
+        report(ctx, scan, quarantine, timetable)
+        ctx.idle(timetable.rest(ctx.interval), phase="off-schedule")
+        return
+    started = time.monotonic()
+    ok, counts, error = True, {}, None
+    try:
+        counts = scan.run_cycle()
+    except (CycleFailed, StoreError, RowError, ProviderError) as e:
+        ok, error = False, str(e)
+        log.error("%s cycle failed: %s; the previous data stays served", scan.dataset, e)
+    duration = time.monotonic() - started
+    ctx.cycle(ok, duration, counts, error)
+    if ok:
+        log.info("%s cycle: %s in %.2fs", scan.dataset, ", ".join(f"{k} {v}" for k, v in counts.items()), duration)
+    report(ctx, scan, quarantine, timetable)
+    ctx.idle(max(0.0, ctx.interval - duration))
 
 
 def run(ctx, scan_class):
@@ -146,17 +185,8 @@ def run(ctx, scan_class):
         log.warning("the previous process was killed while on '%s'; it is quarantined (or, for a batch, split) "
                     "when this process meets it", ctx.handed_over.text())
     scan = scan_class(ctx, provider, store, quarantine)
+    timetable = market_hours.Timetable(schedule_of(ctx), ctx.interval, market_hours.utc_now)
+    log.info("%s works on schedule %s", ctx.name, timetable.schedule.name)
+    report(ctx, scan, quarantine, timetable)  # before the first beat: the API knows the schedule from the start
     while True:
-        started = time.monotonic()
-        ok, counts, error = True, {}, None
-        try:
-            counts = scan.run_cycle()
-        except (CycleFailed, StoreError, RowError, ProviderError) as e:
-            ok, error = False, str(e)
-            log.error("%s cycle failed: %s; the previous data stays served", scan.dataset, e)
-        duration = time.monotonic() - started
-        ctx.cycle(ok, duration, counts, error)
-        if ok:
-            log.info("%s cycle: %s in %.2fs", scan.dataset, ", ".join(f"{k} {v}" for k, v in counts.items()), duration)
-        report(ctx, scan, quarantine)
-        ctx.idle(max(0.0, ctx.interval - duration))
+        run_once(ctx, scan, quarantine, timetable)
