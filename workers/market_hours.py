@@ -60,6 +60,7 @@ SCHEDULES = (ALWAYS, REGULAR, EXTENDED)
 PRE_MARKET_OPENS = dt.time(4, 0)  # New York
 AFTER_HOURS = dt.timedelta(hours=4)  # after the close: 20:00 New York, 17:00 on a half day
 FIRST_YEAR, LAST_YEAR = 1990, 2200
+BLOCK_YEARS = 8  # years of sessions read from the calendar at once
 LOOKBACK = 400 * 86400.0  # seconds of calendar a span is counted over; older is counted whole
 SIMULATED_PROVIDER = "sim"
 
@@ -104,20 +105,28 @@ class Session(NamedTuple):
     post: float  # after-hours ends, AFTER_HOURS after the close
 
 
-@functools.lru_cache(maxsize=None)
 def sessions_of(year: int) -> tuple[Session, ...]:
     """The NYSE trading days of `year`, in order (none outside FIRST_YEAR..LAST_YEAR)."""
     if not FIRST_YEAR <= year <= LAST_YEAR:
         return ()
-    calendar = exchange_calendars.get_calendar(CALENDAR, start=f"{year}-01-01", end=f"{year}-12-31")
-    sessions = []
+    return _block(year - year % BLOCK_YEARS).get(year, ())
+
+
+@functools.lru_cache(maxsize=None)
+def _block(first: int) -> dict[int, tuple[Session, ...]]:
+    """The sessions of BLOCK_YEARS years from `first`, by year: one calendar built (about 0.1 s
+    whatever its span), so a process builds one or two in its life."""
+    calendar = exchange_calendars.get_calendar(CALENDAR, start=f"{first}-01-01",
+                                               end=f"{first + BLOCK_YEARS - 1}-12-31")
+    years: dict[int, list] = {}
     for day, opens, closes in zip(calendar.schedule.index, calendar.schedule["open"], calendar.schedule["close"]):
         date = day.date()
         pre = dt.datetime.combine(date, PRE_MARKET_OPENS, tzinfo=NEW_YORK)
         close = closes.to_pydatetime()
-        sessions.append(Session(date, pre.timestamp(), opens.to_pydatetime().timestamp(), close.timestamp(),
-                                (close + AFTER_HOURS).timestamp()))
-    return tuple(sessions)
+        years.setdefault(date.year, []).append(
+            Session(date, pre.timestamp(), opens.to_pydatetime().timestamp(), close.timestamp(),
+                    (close + AFTER_HOURS).timestamp()))
+    return {year: tuple(sessions) for year, sessions in years.items()}
 
 
 # -- schedules ---------------------------------------------------------------------
