@@ -13,7 +13,8 @@ def test_scanner_processes_together_never_exceed_the_shared_request_budget(make_
     fake = FakeSchwab().start()
     try:
         tree = make_tree(
-            {name: {"kind": name, "interval": 60.0} for name in ("macd", "vpb", "ttm")},
+            # schedule always: on Schwab they would otherwise wait for the session (workers/market_hours.py)
+            {name: {"kind": name, "interval": 60.0, "schedule": "always"} for name in ("macd", "vpb", "ttm")},
             sections={"provider": {"kind": "schwab", "base_url": fake.url, "auth_url": fake.url,
                                    "requests_per_minute": PER_MINUTE, "request_timeout": 5.0}},
             heartbeat_timeout=30.0)

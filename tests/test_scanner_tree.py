@@ -26,7 +26,8 @@ def test_item_that_hung_a_predecessor_is_quarantined_and_the_rest_keeps_updating
 
 
 def test_scanner_without_a_schwab_token_file_is_unhealthy_from_its_first_failed_cycle(make_tree):
-    tree = make_tree({"watchlist": {"kind": "watchlist", "interval": 60.0}},
+    # schedule always: on Schwab it would otherwise wait for the market's hours (workers/market_hours.py)
+    tree = make_tree({"watchlist": {"kind": "watchlist", "interval": 60.0, "schedule": "always"}},
                      sections={"provider": {"kind": "schwab", "base_url": "http://127.0.0.1:9",
                                             "auth_url": "http://127.0.0.1:9"}},
                      heartbeat_timeout=10.0, startup_timeout=30.0).start(SCHWAB_APP_KEY="k", SCHWAB_APP_SECRET="s")
