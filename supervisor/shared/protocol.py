@@ -195,7 +195,8 @@ def _status(message):
     requests = message.get("provider_requests", {})
     warnings = message.get("warnings", [])
     schedule = message.get("schedule")
-    _require(message, "schedule", schedule is None or (isinstance(schedule, str) and 0 < len(schedule) <= SCHEDULE_TEXT))
+    _require(message, "schedule",
+             schedule is None or (isinstance(schedule, str) and 0 < len(schedule) <= SCHEDULE_TEXT))
     _require(message, "warnings", isinstance(warnings, list) and len(warnings) <= MAX_WARNINGS and all(
         isinstance(w, str) and 0 < len(w) <= WARNING_TEXT for w in warnings))
     _require(message, "quarantined", isinstance(quarantined, list) and all(
