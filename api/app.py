@@ -251,7 +251,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
         (another issue): a request whose Accept asks for text/html is to get it here, then with
         `Vary: Accept`. Until it exists every client, a browser too, gets this JSON."""
         return _answer(200, {"status": "running", "service": SERVICE_NAME, "version": SERVICE_VERSION,
-                             "cache_stats": reader.stats()})
+                             "cache_stats": stats_of_the_store()})
 
     @app.get("/health")
     @_endpoint
@@ -287,8 +287,11 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     @app.get("/api/stats")
     @_endpoint
     def stats():
-        market = market_hours.market_state(clock())
-        return _answer(200, {"success": True, "stats": {**reader.stats(), "market": market}})
+        return _answer(200, {"success": True, "stats": stats_of_the_store()})
+
+    def stats_of_the_store():
+        """The old stats (counts, last updates) and, new, the market's state."""
+        return {**reader.stats(), "market": market_hours.market_state(clock())}
 
     @app.get("/api/last_update")
     @_endpoint
