@@ -1,9 +1,17 @@
 """A local Schwab-shaped HTTP server for tests, that can be told to misbehave.
 
 Serves `/marketdata/v1/{quotes,pricehistory,chains,expirationchain}` in the
-JSON shapes of Schwab's Trader API (data from a `SimProvider`), the OAuth token
-endpoint `/v1/oauth/token`, and `/echo` (plain JSON, no auth) for HTTP-layer
-tests. Binds 127.0.0.1 on an ephemeral port.
+JSON shapes of Schwab's Trader API (data from a `SimProvider`), the OAuth
+endpoints, and `/echo` (plain JSON, no auth) for HTTP-layer tests. Binds
+127.0.0.1 on an ephemeral port.
+
+OAuth, as Schwab does it for an app registered with `callback_url`:
+`GET /v1/oauth/authorize?client_id=&redirect_uri=` stands in for the login
+pages and answers 302 to `{callback_url}?code=<code>%40&session=...` (a code
+usable once); `POST /v1/oauth/token` takes HTTP Basic (app key, secret) and
+either grant_type=authorization_code (code, redirect_uri: a new refresh
+token, which replaces `refresh_token`) or grant_type=refresh_token. `form`s
+of the token requests are kept in `token_forms`.
 
     fake.misbehave("/marketdata/v1/quotes", "hang")                 # forever
     fake.misbehave("/echo", "status", status=429, retry_after=1, times=1)
@@ -29,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pandas as pd
 from zoneinfo import ZoneInfo
@@ -38,6 +46,8 @@ from workers.providers.sim import SimProvider, is_trading_day
 
 MARKET = "/marketdata/v1"
 TOKEN_PATH = "/v1/oauth/token"
+AUTHORIZE_PATH = "/v1/oauth/authorize"
+CALLBACK_URL = "https://127.0.0.1:8182"
 CHICAGO = ZoneInfo("America/Chicago")
 MARKET_TIME = dt.datetime(2026, 3, 30, 15, 0, tzinfo=dt.timezone.utc)  # Monday of Good Friday week
 
@@ -58,9 +68,13 @@ class _Server(ThreadingHTTPServer):
 
 class FakeSchwab:
     def __init__(self, market: SimProvider | None = None, *, app_key="test-app-key",
-                 app_secret="test-app-secret", refresh_token="refresh-token-0", certfile=None):
+                 app_secret="test-app-secret", refresh_token="refresh-token-0", certfile=None,
+                 callback_url=CALLBACK_URL):
         self.market = market or SimProvider(seed=5, clock=lambda: MARKET_TIME)
         self.app_key, self.app_secret, self.refresh_token = app_key, app_secret, refresh_token
+        self.callback_url = callback_url
+        self.codes: set[str] = set()  # authorization codes not used yet
+        self.token_forms: list[dict] = []  # the form of every token request, in order
         self.certfile = certfile
         self.stopping = threading.Event()
         self.invalid_symbols: set[str] = set()
@@ -122,6 +136,13 @@ class FakeSchwab:
             token = f"access-token-{self._issued}-{'x' * 24}"
             self.access_tokens.add(token)
             return token
+
+    def issue_code(self) -> str:
+        """A fresh authorization code, as Schwab hands one to the callback after a login."""
+        with self._lock:
+            code = f"C0.code-{len(self.codes) + self._issued}-{'c' * 16}@"
+            self.codes.add(code)
+            return code
 
     def revoke_access_tokens(self) -> None:
         """Every access token handed out so far now gets 401 (as after expiry)."""
@@ -270,6 +291,8 @@ def _handler_for(fake: FakeSchwab):
                     return self._json(200, {"ok": True, "query": query})
                 if parts.path == TOKEN_PATH:
                     return self._token(body)
+                if parts.path == AUTHORIZE_PATH:
+                    return self._authorize(query)
                 if not self._authorized():
                     return self._json(401, {"errors": [{"status": "401", "title": "Unauthorized"}]})
                 name = parts.path.removeprefix(MARKET + "/")
@@ -285,11 +308,23 @@ def _handler_for(fake: FakeSchwab):
             with fake._lock:
                 return header.startswith("Bearer ") and header[7:] in fake.access_tokens
 
+        def _authorize(self, query):
+            """The login pages, skipped: straight to the callback with a code (or an error)."""
+            if query.get("client_id") != [fake.app_key] or query.get("redirect_uri") != [fake.callback_url]:
+                return self._json(400, {"error": "invalid_request",
+                                        "error_description": "unknown client_id or redirect_uri"})
+            location = f"{fake.callback_url}?{urlencode({'code': fake.issue_code(), 'session': 'fake-session'})}"
+            self._send(302, b"", "text/plain", [("Location", location)])
+
         def _token(self, body):
             expected = base64.b64encode(f"{fake.app_key}:{fake.app_secret}".encode()).decode()
+            form = parse_qs(body.decode())
+            with fake._lock:
+                fake.token_forms.append({k: v[0] for k, v in form.items()})
             if self.headers.get("Authorization") != f"Basic {expected}":
                 return self._json(401, {"error": "invalid_client"})
-            form = parse_qs(body.decode())
+            if form.get("grant_type") == ["authorization_code"]:
+                return self._code_exchange(form)
             if form.get("grant_type") != ["refresh_token"] or \
                     form.get("refresh_token") != [fake.refresh_token]:
                 return self._json(400, {"error": "invalid_grant",
@@ -297,6 +332,21 @@ def _handler_for(fake: FakeSchwab):
             return self._json(200, {"access_token": fake.issue_access_token(),
                                     "refresh_token": fake.refresh_token, "expires_in": 1800,
                                     "token_type": "Bearer", "scope": "api"})
+
+        def _code_exchange(self, form):
+            code = form.get("code", [""])[0]
+            with fake._lock:
+                known = code in fake.codes
+                fake.codes.discard(code)  # a code works once
+            if not known or form.get("redirect_uri") != [fake.callback_url]:
+                return self._json(400, {"error": "invalid_grant",
+                                        "error_description": "authorization code invalid or expired"})
+            with fake._lock:
+                fake.refresh_token = f"refresh-token-{fake._issued + 1}-{'r' * 24}"
+            return self._json(200, {"access_token": fake.issue_access_token(),
+                                    "refresh_token": fake.refresh_token, "expires_in": 1800,
+                                    "token_type": "Bearer", "scope": "api",
+                                    "id_token": "fake-id-token"})
 
         def _json(self, status, payload, extra_headers=()):
             self._send(status, json.dumps(payload).encode(), "application/json", extra_headers)

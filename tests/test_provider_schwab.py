@@ -247,7 +247,7 @@ def test_expired_refresh_token_is_a_clear_auth_error_without_secrets(make, fake,
     write_tokens(token_path, "expired-access-token-value", -10, refresh="old-refresh-token-value")
     error, _ = timed(make().daily_bars, "AAPL")
     assert isinstance(error, AuthError) and "invalid_grant" in str(error)
-    assert "login flow" in str(error)
+    assert "mdw-schwab-login" in str(error)
     for secret in ("old-refresh-token-value", "expired-access-token-value", fake.app_secret):
         assert secret not in str(error)
 

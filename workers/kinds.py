@@ -144,6 +144,14 @@ def _url(v):
     return None if v.startswith(("http://", "https://")) else "an http:// or https:// URL"
 
 
+REFRESH_TOKEN_DAYS = 7
+
+
+def _warn_before(v):
+    ok = 0 <= v <= REFRESH_TOKEN_DAYS * 86400
+    return None if ok else f"seconds, 0..{REFRESH_TOKEN_DAYS * 86400} (a Schwab refresh token lives 7 days)"
+
+
 def _sim_only(table):
     """The simulated market's fault switches mean nothing to a real provider: say so."""
     if table.get("kind", "sim") == "sim":
@@ -161,6 +169,9 @@ SECTIONS = {
         "base_url": (str, _url),
         "auth_url": (str, _url),
         "token_file": (str, text),
+        "secrets_file": (str, text),
+        "callback_url": (str, _url),
+        "warn_before": (NUMBER, _warn_before),
         "sim_hang_symbols": (list, symbols(allow_empty=True)),
         "sim_fail_symbols": (list, symbols(allow_empty=True)),
     }, check=_sim_only),

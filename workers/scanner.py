@@ -137,8 +137,19 @@ class Scan:
 
 
 def report(ctx, scan, quarantine, timetable):
+    """Quarantined items, request counts, the schedule, and what a person must act on soon (the
+    provider's warnings: a login about to expire), shown by the supervisor until a report without them."""
     ctx.report(quarantined=quarantine.listing(), provider_requests={scan.provider.name: dict(scan.requests)},
-               schedule=timetable.schedule.name)
+               schedule=timetable.schedule.name, warnings=provider_warnings(scan.provider))
+
+
+def provider_warnings(provider):
+    """The provider's warnings; a bug in them is logged and costs only the warnings, never the loop."""
+    try:
+        return list(provider.warnings())
+    except Exception:
+        log.exception("the provider's warnings could not be read")
+        return []
 
 
 def schedule_of(ctx):

@@ -181,6 +181,11 @@ class Provider(abc.ABC):
                      timeout: float | None = None) -> pd.DataFrame:
         """Contracts of one expiration with strikes within +-`strike_band_pct` % of spot."""
 
+    def warnings(self) -> list[str]:
+        """Short texts a person must act on soon although calls still work (a login about to
+        expire), for the worker's status report; never raises. None by default."""
+        return []
+
     def close(self) -> None:
         """Release sessions and files. Idempotent."""
 

@@ -8,7 +8,11 @@ Endpoints (relative to `base_url`, default https://api.schwabapi.com):
                                                                -> intraday_bars()
   GET /marketdata/v1/expirationchain?symbol=..                 -> expirations()
   GET /marketdata/v1/chains?symbol=..&fromDate=..&toDate=..   -> option_chain()
-and POST {auth_url}/v1/oauth/token for access tokens (see schwab_auth).
+and POST {auth_url}/v1/oauth/token for access tokens (see schwab_auth). The
+app key and secret come from the environment or [provider] secrets_file
+(schwab_credentials); the login that writes the token file is
+workers/schwab_login.py (`mdw-schwab-login`). `warnings()` says when the
+refresh token nears its end (schwab_expiry), for the scanners' reports.
 
 Every call has one total deadline (`timeout=` or `call_timeout_s`) covering the
 token refresh, the shared request budget, every HTTP attempt and every retry
@@ -30,6 +34,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -42,6 +47,9 @@ from .breaker import CircuitBreaker, counts_against_symbol
 from .budget import RequestBudget
 from .http import HttpClient, HttpConfig, deadline_in
 from .schwab_auth import SchwabAuth
+from .schwab_credentials import KEY_VARIABLE, SECRET_VARIABLE, AppCredentials, app_credentials
+from .schwab_expiry import DEFAULT_WARN_BEFORE_S, ExpiryWatch
+from .schwab_tokens import token_path
 
 NEW_YORK = "America/New_York"
 _SYMBOL = re.compile(r"^[A-Z$/][A-Z0-9./$]{0,11}$")
@@ -75,6 +83,8 @@ class SchwabConfig:
     breaker_cooldown_s: float = 300.0
     refresh_margin_s: float = 120.0
     verify: bool | str = HttpConfig.verify
+    secrets_file: str | None = None  # JSON with the app key and secret, when not in the environment
+    warn_before_s: float = DEFAULT_WARN_BEFORE_S  # warn this long before the refresh token dies
 
     def __post_init__(self):
         for name in ("base_url", "auth_url"):
@@ -84,6 +94,8 @@ class SchwabConfig:
                      "requests_per_minute", "quotes_batch_size", "breaker_failures"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"schwab {name} must be > 0")
+        if not self.warn_before_s >= 0:
+            raise ValueError("schwab warn_before_s must be >= 0")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any],
@@ -96,27 +108,35 @@ class SchwabConfig:
         if not options.get("token_path"):
             raise ValueError("schwab provider needs token_path (the OAuth token JSON file)")
         values = dict(options)
-        values.setdefault("app_key", environ.get("SCHWAB_APP_KEY", ""))
-        values.setdefault("app_secret", environ.get("SCHWAB_APP_SECRET", ""))
+        values.setdefault("app_key", environ.get(KEY_VARIABLE, ""))
+        values.setdefault("app_secret", environ.get(SECRET_VARIABLE, ""))
         return cls(**values)
+
+    def credentials(self) -> AppCredentials:
+        """The app key and secret: app_key/app_secret (from the environment) when both are set,
+        else those in secrets_file; AuthError naming what to set otherwise."""
+        return app_credentials({KEY_VARIABLE: self.app_key, SECRET_VARIABLE: self.app_secret},
+                               self.secrets_file)
 
 
 def open_from_config(section: Mapping[str, Any], state_dir: str,
-                     environ: Mapping[str, str] = os.environ) -> "SchwabProvider":
-    """Build from the supervisor's [provider] table (base_url, auth_url, token_file relative
-    to state_dir, requests_per_minute, request_timeout); the app key and secret come from
-    SCHWAB_APP_KEY / SCHWAB_APP_SECRET. Keys for other providers (kind, sim_*) are ignored."""
-    options: dict[str, Any] = {"state_dir": state_dir,
-                               "token_path": os.path.join(state_dir, section.get(
-                                   "token_file", "schwab-token.json"))}
+                     environ: Mapping[str, str] = os.environ,
+                     wall_clock: Callable[[], float] = time.time) -> "SchwabProvider":
+    """Build from the supervisor's [provider] table (base_url, auth_url, token_file and
+    secrets_file relative to state_dir, requests_per_minute, request_timeout, warn_before); the
+    app key and secret come from SCHWAB_APP_KEY / SCHWAB_APP_SECRET, else from secrets_file.
+    Keys for others (kind, sim_*, callback_url: the login's) are ignored."""
+    options: dict[str, Any] = {"state_dir": state_dir, "token_path": token_path(section, state_dir)}
+    if section.get("secrets_file"):
+        options["secrets_file"] = os.path.join(state_dir, section["secrets_file"])
     for key, name in (("base_url", "base_url"), ("auth_url", "auth_url"),
                       ("requests_per_minute", "requests_per_minute"),
-                      ("request_timeout", "call_timeout_s")):
+                      ("request_timeout", "call_timeout_s"), ("warn_before", "warn_before_s")):
         if key in section:
             options[name] = section[key]
     if options.get("requests_per_minute", 120) <= SchwabConfig.request_burst:
         options["request_burst"] = max(1, options["requests_per_minute"] // 2)
-    return SchwabProvider(SchwabConfig.from_mapping(options, environ))
+    return SchwabProvider(SchwabConfig.from_mapping(options, environ), wall_clock=wall_clock)
 
 
 class SchwabProvider(Provider):
@@ -126,7 +146,9 @@ class SchwabProvider(Provider):
 
     def __init__(self, config: SchwabConfig, *, clock: Callable[[], dt.datetime] | None = None,
                  budget: RequestBudget | None | object = _DEFAULT,
-                 breaker: CircuitBreaker | None = None):
+                 breaker: CircuitBreaker | None = None,
+                 wall_clock: Callable[[], float] = time.time):
+        """`clock`: the market's (today's date); `wall_clock`: epoch seconds, for token times."""
         self.config = config
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         if budget is _DEFAULT:
@@ -137,15 +159,25 @@ class SchwabProvider(Provider):
             connect_timeout_s=config.connect_timeout_s, read_timeout_s=config.read_timeout_s,
             max_retries=config.max_retries, backoff_factor=config.backoff_factor,
             backoff_max_s=config.backoff_max_s, verify=config.verify), budget=budget)
-        self.auth = SchwabAuth(self.http, token_path=config.token_path, app_key=config.app_key,
-                               app_secret=config.app_secret, auth_url=config.auth_url,
-                               refresh_margin_s=config.refresh_margin_s)
+        self.auth = SchwabAuth(self.http, token_path=config.token_path,
+                               credentials=config.credentials, auth_url=config.auth_url,
+                               refresh_margin_s=config.refresh_margin_s, wall_clock=wall_clock)
+        self.expiry = ExpiryWatch(self.auth.file.path, config.warn_before_s, wall_clock=wall_clock)
         self.breaker = breaker or CircuitBreaker(config.breaker_failures,
                                                  config.breaker_cooldown_s)
         self._market = config.base_url.rstrip("/") + "/marketdata/v1"
 
     def close(self) -> None:
         self.http.close()
+
+    def warnings(self) -> list[str]:
+        """The refresh token's warning once it nears its end (see schwab_expiry); [] while the
+        token file cannot be used: then every request fails, saying why."""
+        try:
+            tokens = self.auth.tokens()
+        except ProviderError:
+            return []
+        return self.expiry.warnings(tokens)
 
     # -- plumbing -----------------------------------------------------------
 

@@ -1,127 +1,158 @@
-"""Schwab OAuth2 tokens: the token file, refresh before expiry and after a 401.
+"""Schwab OAuth2 access tokens: refresh before expiry and after a 401; back off when refused.
 
-The token file is JSON. Written by us it is flat:
+The token file (its shapes and private atomic writes: schwab_tokens) is
+shared by every worker process. A refresh takes an exclusive flock on
+`<token file>.lock` (polled with LOCK_NB, so it is bounded by the caller's
+deadline), re-reads the file, and only calls Schwab if no other process
+refreshed meanwhile. The app key and secret are read when a refresh needs
+them (schwab_credentials: the environment or [provider] secrets_file).
 
-    {"access_token": "...", "refresh_token": "...", "expires_at": 1767225600.0,
-     "token_type": "Bearer", "scope": "api"}
+When Schwab refuses a refresh (400/403: the refresh token expired or was
+revoked; 401: the app key or secret is wrong), the refusal is recorded
+beside the token file (`<token file>.refused`: why, when to ask again, and
+a fingerprint of the refresh token and credentials it was about). Until
+then every process sharing the file fails at once with the same reason,
+naming the login command, without asking Schwab: five scanners do not each
+hit the token endpoint every cycle. The wait starts at REFUSAL_BACKOFF_S and
+doubles up to REFUSAL_BACKOFF_MAX_S; a new login (or new credentials)
+changes the fingerprint, so the next request asks again at once.
 
-schwab-py's format (the same fields nested under "token", plus
-"creation_timestamp") is read too, and written back in the same shape, so a
-file created by its login flow keeps working with both. `expires_at` is wall
-clock (epoch seconds) because it must survive restarts and is shared between
-processes; it is the one place this package uses time.time().
-
-Writes are atomic (temp file in the same directory, fsync, rename, fsync of the
-directory) with mode 0600. Several worker processes share one file: a refresh
-takes an exclusive flock on `<token file>.lock` (polled with LOCK_NB, so it is
-bounded by the caller's deadline), re-reads the file, and only calls Schwab if
-no other process refreshed meanwhile.
-
+`expires_at`, the issue time and the refusal times are wall clock (epoch
+seconds): they must survive restarts and are shared between processes.
 Tokens and the app secret never appear in logs, reprs or exception messages.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from typing import Callable
 
 from .base import AuthError, DeadlineExceeded, HttpStatusError
 from .http import HttpClient, redact
+from .schwab_credentials import AppCredentials
+from .schwab_expiry import utc
+from .schwab_tokens import LOGIN_COMMAND, TokenFile, Tokens, write_private
 
 log = logging.getLogger(__name__)
 
-
-class Tokens:
-    """The current tokens plus the file's document (to write back in its own shape)."""
-
-    __slots__ = ("access_token", "refresh_token", "expires_at", "document")
-
-    def __init__(self, access_token: str, refresh_token: str, expires_at: float, document: dict):
-        self.access_token = access_token
-        self.refresh_token = refresh_token
-        self.expires_at = expires_at
-        self.document = document
-
-    def __repr__(self):
-        return f"Tokens(expires_at={self.expires_at:.0f}, access_token=<redacted>)"
+REFUSAL_BACKOFF_S = 300.0
+REFUSAL_BACKOFF_MAX_S = 3600.0
+TOKEN_PATH = "/v1/oauth/token"
 
 
-class TokenFile:
-    def __init__(self, path: str | os.PathLike):
-        self.path = os.path.abspath(os.fspath(path))
+class CredentialsRefused(AuthError):
+    """The token endpoint answered 401: it does not accept the app key and secret."""
 
-    def load(self) -> Tokens:
+
+def post_token_form(http: HttpClient, token_url: str, credentials: AppCredentials, form: dict,
+                    deadline: float, secrets: tuple[str, ...]) -> dict:
+    """POST `form` to Schwab's token endpoint with HTTP Basic (app key, secret); the answer, checked
+    to hold access_token and expires_in. CredentialsRefused on a 401; other HTTP errors are the
+    caller's to explain (oauth_error)."""
+    secrets = secrets + (credentials.key, credentials.secret)
+    try:
+        answer = http.request_json("POST", token_url, deadline=deadline, use_budget=False,
+                                   secrets=secrets, data=form,
+                                   auth=(credentials.key, credentials.secret))
+    except AuthError:
+        raise CredentialsRefused(f"Schwab refused the app key and secret (invalid_client) from "
+                                 f"{credentials.source}: check them against the app on "
+                                 f"developer.schwab.com") from None
+    if not isinstance(answer, dict) or not isinstance(answer.get("access_token"), str) \
+            or not isinstance(answer.get("expires_in"), (int, float)):
+        keys = sorted(answer) if isinstance(answer, dict) else type(answer).__name__
+        raise AuthError(f"Schwab token endpoint answered without access_token/expires_in "
+                        f"(got {redact(str(keys), secrets)})")
+    return answer
+
+
+def oauth_error(exc: HttpStatusError) -> str:
+    """The OAuth error code in a refusal's body (invalid_grant, ...), else its HTTP status."""
+    for code in ("invalid_grant", "invalid_client", "invalid_request", "unauthorized_client",
+                 "unsupported_grant_type"):
+        if code in exc.excerpt:
+            return code
+    return f"HTTP {exc.status}"
+
+
+class Refusals:
+    """The token endpoint's last refusal, shared through a file by every process using the token."""
+
+    def __init__(self, path: str, wall_clock: Callable[[], float]):
+        self.path = path
+        self._wall = wall_clock
+
+    @staticmethod
+    def fingerprint(tokens: Tokens, credentials: AppCredentials) -> str:
+        material = "\0".join((credentials.key, credentials.secret, tokens.refresh_token))
+        return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+    def _read(self) -> dict:
         try:
             with open(self.path, encoding="utf-8") as f:
-                document = json.load(f)
-        except FileNotFoundError:
-            raise AuthError(f"Schwab token file {self.path} not found: run the Schwab login "
-                            f"flow to create it") from None
-        except (OSError, ValueError) as exc:
-            raise AuthError(f"Schwab token file {self.path} is unreadable "
-                            f"({type(exc).__name__})") from None
-        if not isinstance(document, dict):
-            raise AuthError(f"Schwab token file {self.path} does not hold a JSON object")
-        holder = document["token"] if isinstance(document.get("token"), dict) else document
-        refresh = holder.get("refresh_token")
-        if not isinstance(refresh, str) or not refresh:
-            raise AuthError(f"Schwab token file {self.path} has no refresh_token: run the "
-                            f"Schwab login flow again")
-        access = holder.get("access_token")
-        expires_at = holder.get("expires_at")
-        return Tokens(access if isinstance(access, str) else "", refresh,
-                      float(expires_at) if isinstance(expires_at, (int, float)) else 0.0,
-                      document)
+                record = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
 
-    def save(self, tokens: Tokens) -> None:
-        document = dict(tokens.document)
-        nested = isinstance(document.get("token"), dict)
-        holder = dict(document["token"]) if nested else document
-        holder.update(access_token=tokens.access_token, refresh_token=tokens.refresh_token,
-                      expires_at=tokens.expires_at)
-        if nested:
-            document["token"] = holder
-        directory = os.path.dirname(self.path)
-        fd, temp = tempfile.mkstemp(prefix=".schwab-token-", dir=directory)  # mode 0600
+    def check(self, fingerprint: str) -> None:
+        """AuthError with the recorded reason while a refusal of the same tokens is in its wait."""
+        record = self._read()
+        retry_at = record.get("retry_at")
+        if record.get("fingerprint") != fingerprint or not isinstance(retry_at, (int, float)) \
+                or self._wall() >= retry_at:
+            return
+        raise AuthError(self.message(str(record.get("reason")), retry_at))
+
+    @staticmethod
+    def message(reason: str, retry_at: float) -> str:
+        return f"{reason} (Schwab is not asked again before {utc(retry_at)}, or until a new login)"
+
+    def record(self, fingerprint: str, reason: str) -> str:
+        """Record a refusal; the message every process fails with until its wait is over."""
+        previous = self._read()
+        count = previous.get("count") if previous.get("fingerprint") == fingerprint else 0
+        count = count + 1 if isinstance(count, int) and count > 0 else 1
+        wait = min(REFUSAL_BACKOFF_MAX_S, REFUSAL_BACKOFF_S * 2 ** min(count - 1, 16))
+        now = self._wall()
+        record = {"fingerprint": fingerprint, "reason": reason, "count": count,
+                  "refused_at": now, "retry_at": now + wait}
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(document, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(temp, 0o600)
-            os.replace(temp, self.path)
-        except BaseException:
-            try:
-                os.unlink(temp)
-            except FileNotFoundError:
-                pass
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            write_private(self.path, json.dumps(record).encode())
+        except OSError as exc:
+            log.warning("cannot record the Schwab token refusal in %s (%s): every process will "
+                        "ask again", self.path, exc.strerror)
+        log.error("%s; not asking Schwab again for %.0f s", reason, wait)
+        return self.message(reason, now + wait)
+
+    def clear(self) -> None:
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        tokens.document = document
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
 
 class SchwabAuth:
     """Hands out a valid access token; refreshes it before expiry or when told it was rejected."""
 
-    def __init__(self, http: HttpClient, *, token_path: str | os.PathLike, app_key: str,
-                 app_secret: str, auth_url: str, refresh_margin_s: float = 120.0,
-                 wall_clock: Callable[[], float] = time.time, lock_poll_s: float = 0.01):
+    def __init__(self, http: HttpClient, *, token_path: str | os.PathLike,
+                 credentials: Callable[[], AppCredentials], auth_url: str,
+                 refresh_margin_s: float = 120.0, wall_clock: Callable[[], float] = time.time,
+                 lock_poll_s: float = 0.01):
         self.http = http
         self.file = TokenFile(token_path)
-        self.token_url = auth_url.rstrip("/") + "/v1/oauth/token"
-        self._app_key, self._app_secret = app_key, app_secret
+        self.token_url = auth_url.rstrip("/") + TOKEN_PATH
+        self._credentials_source = credentials
+        self._credentials: AppCredentials | None = None
         self.refresh_margin_s = refresh_margin_s
         self._wall = wall_clock
         self._lock_poll_s = lock_poll_s
+        self.refusals = Refusals(self.file.path + ".refused", wall_clock)
         self._tokens: Tokens | None = None
         self._stamp: tuple[int, int] | None = None
 
@@ -130,27 +161,35 @@ class SchwabAuth:
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in messages (for `redact`)."""
-        tokens = self._tokens
-        found = (self._app_secret, self._app_key)
+        tokens, credentials = self._tokens, self._credentials
+        found = (credentials.secret, credentials.key) if credentials else ()
         return found + ((tokens.access_token, tokens.refresh_token) if tokens else ())
+
+    def tokens(self) -> Tokens:
+        """The tokens in the file (re-read when it changed); AuthError if it cannot be used."""
+        return self._current()
 
     def access_token(self, deadline: float) -> str:
         tokens = self._current()
         return tokens.access_token if self._valid(tokens) else self.refresh(deadline)
 
     def refresh(self, deadline: float, rejected: str | None = None) -> str:
-        """Get a new access token, unless another process already replaced `rejected`."""
-        if not self._app_key or not self._app_secret:
-            raise AuthError("Schwab app key/secret not configured (app_key, app_secret or "
-                            "SCHWAB_APP_KEY, SCHWAB_APP_SECRET)")
+        """Get a new access token, unless another process already replaced `rejected`.
+
+        AuthError at once, without asking Schwab, while a refusal of these tokens is recorded."""
+        credentials = self._credentials = self._credentials_source()
+        self.refusals.check(Refusals.fingerprint(self._current(), credentials))
         lock_fd = self._lock(deadline)
         try:
             tokens = self._current(force=True)
             if self._valid(tokens) and tokens.access_token != rejected:
                 return tokens.access_token  # another process refreshed while we waited
-            tokens = self._request_new(tokens, deadline)
+            fingerprint = Refusals.fingerprint(tokens, credentials)
+            self.refusals.check(fingerprint)  # another process was refused while we waited
+            tokens = self._request_new(tokens, credentials, fingerprint, deadline)
             self.file.save(tokens)
             self._remember(tokens)
+            self.refusals.clear()
             log.info("Schwab access token refreshed; valid for %.0fs",
                      tokens.expires_at - self._wall())
             return tokens.access_token
@@ -195,28 +234,23 @@ class SchwabAuth:
                                        "the Schwab token")
             time.sleep(min(self._lock_poll_s, remaining))
 
-    def _request_new(self, tokens: Tokens, deadline: float) -> Tokens:
+    def _request_new(self, tokens: Tokens, credentials: AppCredentials, fingerprint: str,
+                     deadline: float) -> Tokens:
         secrets = self.secrets() + (tokens.refresh_token, tokens.access_token)
+        form = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
         try:
-            answer = self.http.request_json(
-                "POST", self.token_url, deadline=deadline, use_budget=False, secrets=secrets,
-                data={"grant_type": "refresh_token", "refresh_token": tokens.refresh_token},
-                auth=(self._app_key, self._app_secret))
-        except AuthError:
-            raise AuthError("Schwab token refresh rejected the app credentials "
-                            "(invalid_client): check app_key/app_secret") from None
+            answer = post_token_form(self.http, self.token_url, credentials, form, deadline,
+                                     secrets)
+        except CredentialsRefused as exc:
+            raise AuthError(self.refusals.record(fingerprint, str(exc))) from None
         except HttpStatusError as exc:
-            if exc.status in (400, 403):
-                code = "invalid_grant" if "invalid_grant" in exc.excerpt else f"HTTP {exc.status}"
-                raise AuthError(f"Schwab token refresh rejected ({code}): the refresh token has "
-                                f"expired or was revoked (they last 7 days); run the Schwab "
-                                f"login flow again") from None
-            raise
-        if not isinstance(answer, dict) or not isinstance(answer.get("access_token"), str) \
-                or not isinstance(answer.get("expires_in"), (int, float)):
-            keys = sorted(answer) if isinstance(answer, dict) else type(answer).__name__
-            raise AuthError(f"Schwab token endpoint answered without access_token/expires_in "
-                            f"(got {redact(str(keys), secrets)})")
+            if exc.status not in (400, 403):
+                raise
+            reason = (f"Schwab refused the refresh token ({oauth_error(exc)}): it expired or was "
+                      f"revoked (a refresh token lasts 7 days from its login); run "
+                      f"{LOGIN_COMMAND}")
+            raise AuthError(self.refusals.record(fingerprint, reason)) from None
         refresh = answer.get("refresh_token") or tokens.refresh_token
+        issued = tokens.refresh_issued_at if refresh == tokens.refresh_token else self._wall()
         return Tokens(answer["access_token"], refresh, self._wall() + float(answer["expires_in"]),
-                      tokens.document)
+                      tokens.document, issued)
