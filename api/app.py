@@ -216,7 +216,7 @@ def _endpoint(handler: Callable) -> Callable:
 
 def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
                api_name: str = "api", cors_origins=("*",),
-               clock: Optional[Callable[[], Any]] = None) -> bottle.Bottle:
+               clock: Optional[Callable[[], Any]] = None, refresh_token_expiry=None) -> bottle.Bottle:
     """The API over a StoreReader and a StatusSource (see api/status.py).
 
     `token` enables the mutating endpoints (empty: they answer 403).
@@ -225,6 +225,8 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     asks mdwd to restart it last, once the others run again, so the 202
     answer gets out before this server goes down. `clock` is the wall clock
     of the market's calendar (aware datetimes; default market_hours.utc_now).
+    `refresh_token_expiry` gives /metrics the Schwab refresh token's seconds
+    left (api/metrics.py).
     """
     clock = clock or market_hours.utc_now
     app = _JsonBottle(catchall=True)
@@ -234,7 +236,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     app.cors = CorsPolicy(cors_origins)
     app.cacheable = frozenset(("/api/watchlist", "/api/whale_flows", "/api/macd_scanner", "/api/vpb_scanner",
                                "/api/ttm_squeeze_scanner", "/api/stats", "/api/last_update"))
-    registry = metrics.make_registry(status, reader)
+    registry = metrics.make_registry(status, reader, refresh_token_expiry)
 
     def query() -> dict[str, str]:
         return V.parse_query(bottle.request.environ.get("QUERY_STRING", ""))

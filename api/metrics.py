@@ -16,9 +16,12 @@ so importing this module registers nothing):
     mdw_dataset_age_seconds{dataset}                since the dataset was last written
     mdw_dataset_stale{dataset}                      1 if older than its staleness limit (counted within
                                                     its writer's schedule, as /health counts it)
+    mdw_schwab_refresh_token_expiry_seconds         until the Schwab refresh token dies (negative
+                                                    once dead): with [provider] kind = "schwab"
 
 A worker or dataset the supervisor or store cannot tell about is left out
-rather than reported as 0.
+rather than reported as 0; so is the refresh token's expiry while the token
+file is missing or does not say when it was issued.
 """
 from __future__ import annotations
 
@@ -76,9 +79,11 @@ def _histogram_buckets(durations):
 class StatusCollector:
     """Builds the metric families at scrape time (see the module docstring)."""
 
-    def __init__(self, status, reader):
+    def __init__(self, status, reader, refresh_token_expiry=None):
+        """`refresh_token_expiry`: a callable giving the Schwab refresh token's seconds left, or None."""
         self._status = status
         self._reader = reader
+        self._refresh_token_expiry = refresh_token_expiry
 
     def collect(self):
         try:
@@ -92,6 +97,14 @@ class StatusCollector:
         if rows is not None:
             yield from self._worker_families(rows)
         yield from self._dataset_families(rows)
+        yield from self._token_families()
+
+    def _token_families(self):
+        seconds = self._refresh_token_expiry() if self._refresh_token_expiry else None
+        if seconds is not None:
+            yield GaugeMetricFamily("mdw_schwab_refresh_token_expiry_seconds",
+                                    "Seconds until the Schwab refresh token dies (negative once dead): "
+                                    "run mdw-schwab-login before", value=float(seconds))
 
     def _worker_families(self, rows):
         worker_up = GaugeMetricFamily("mdw_worker_up", "1 if the worker is healthy", labels=["worker"])
@@ -150,10 +163,10 @@ class StatusCollector:
         yield from (store_up, age, stale)
 
 
-def make_registry(status, reader) -> CollectorRegistry:
+def make_registry(status, reader, refresh_token_expiry=None) -> CollectorRegistry:
     """A registry of its own holding one StatusCollector (collect() runs only on a scrape)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatusCollector(status, reader))
+    registry.register(StatusCollector(status, reader, refresh_token_expiry))
     return registry
 
 

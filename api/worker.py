@@ -34,6 +34,9 @@ without waiting. The signal is blocked and taken with sigtimedwait() in the
 wait between checks, so no handler runs in the middle of a check.
 
 The token: MDW_API_TOKEN, if set and non-empty, overrides [api] token.
+With [provider] kind = "schwab", /metrics reads the Schwab token file in the
+state dir for mdw_schwab_refresh_token_expiry_seconds (no Schwab secret is
+needed for that: the API sees none).
 
 Exit codes: EXIT_CANNOT_LISTEN (69) when the address cannot be bound (port in
 use, bad host), EXIT_STORE (70) when the store cannot be opened, EXIT_SERVER_DIED
@@ -86,6 +89,18 @@ def settings_from(ctx, environ=os.environ) -> dict:
     return section
 
 
+def refresh_token_expiry(ctx):
+    """With [provider] kind = "schwab": a callable giving the refresh token's seconds left (for /metrics)."""
+    provider = (getattr(ctx.spec, "sections", None) or {}).get("provider") or {}
+    if provider.get("kind") != "schwab":
+        return None
+    from workers.providers.schwab_expiry import seconds_left
+    from workers.providers.schwab_tokens import token_path
+
+    path = token_path(provider, ctx.state_dir)
+    return lambda: seconds_left(path)
+
+
 class ApiWorker:
     """The pieces of the API process; `run_once()` is one self-check cycle."""
 
@@ -133,7 +148,8 @@ class ApiWorker:
                               ttl=STATUS_TTL_S, failure_ttl=STATUS_FAILURE_TTL_S,
                               stale_overrides=self.settings.get("stale_after"))
         app = create_app(reader, status, token=self.settings["token"], cache_ttl=RESPONSE_CACHE_TTL_S,
-                         api_name=self.ctx.name, cors_origins=self.settings["cors_origins"])
+                         api_name=self.ctx.name, cors_origins=self.settings["cors_origins"],
+                         refresh_token_expiry=refresh_token_expiry(self.ctx))
         return served_by(app, os.getpid())
 
     def start(self) -> None:

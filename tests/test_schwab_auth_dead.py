@@ -214,6 +214,9 @@ def test_a_dead_login_on_the_defaults_fails_every_scanner_once_each_cycle_and_as
     problems = json.loads(body)["problems"]
     assert problems.count(f"warning: {warning}") == 1
     assert all(any(f"worker {n} is not healthy" in p and LOGIN in p for p in problems) for n in scanners)
+    code, metrics = http_get(port, "/metrics")
+    gauge = re.search(r"^mdw_schwab_refresh_token_expiry_seconds (\S+)$", metrics, re.M)
+    assert gauge and -DAY - 120 < float(gauge.group(1)) < -DAY + 5
     for name in scanners:
         file = tree.state_dir / f"quarantine-{name}.json"
         assert not file.exists() or json.loads(file.read_text())["entries"] == {}

@@ -1,12 +1,18 @@
 """The refresh token's last days, on a fake wall clock: a warning from `warn_before` before its 7 days
-end (in the scanners' reports, so in STATUS, mdwctl status and /health), one log
+end (in the scanners' reports, so in STATUS, mdwctl status and /health), the /metrics gauge, one log
 line an hour for all processes, and the issue time read from every token file shape."""
 import datetime as dt
 import logging
 import types
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from api.app import create_app
+from api.status import StatusSource
+from api.worker import refresh_token_expiry
+from supervisor.shared.control_client import ControlClient
+from tests.api_support import get
 from tests.schwab_fixture import DAY, FakeSchwab, schwab_against, write_token_file
 from tests.test_scanners import make_scan
 from workers import scanner, watchlist
@@ -14,6 +20,7 @@ from workers.providers.schwab import open_from_config
 from workers.providers.schwab_expiry import span
 from workers.providers.schwab_tokens import TokenFile
 from workers.quarantine import Quarantine
+from workers.store import StoreReader
 
 ISSUED = 1_790_000_000.0
 DIES = ISSUED + 7 * DAY
@@ -190,3 +197,24 @@ def test_a_provider_whose_warnings_fail_costs_only_the_warnings(tmp_path, caplog
     reporting = ReportingContext(types.SimpleNamespace())
     scanner.report(reporting, types.SimpleNamespace(provider=Broken(), requests={}), Quarantine(None))
     assert reporting.reports[-1]["warnings"] == [] and "planted bug" in caplog.text
+
+
+def test_metrics_export_the_seconds_the_refresh_token_has_left(state_dir, control, fake, tmp_path):
+    token = write_token_file(tmp_path / "state" / "schwab-token.json", fake, issued_at=ISSUED)
+    ctx = types.SimpleNamespace(state_dir=str(tmp_path / "state"), spec=types.SimpleNamespace(
+        sections={"provider": {"kind": "schwab", "token_file": token.name}}))
+    expiry = refresh_token_expiry(ctx)
+    app = create_app(StoreReader(state_dir), StatusSource(ControlClient(control.path, timeout=2.0), ttl=0.0),
+                     refresh_token_expiry=expiry)
+    families = {f.name: f for f in text_string_to_metric_families(get(app, "/metrics").body.decode())}
+    [sample] = families["mdw_schwab_refresh_token_expiry_seconds"].samples
+    assert sample.value == pytest.approx(expiry(), abs=5) and sample.value == pytest.approx(
+        DIES - dt.datetime.now(dt.timezone.utc).timestamp(), abs=5)
+    token.unlink()
+    assert "mdw_schwab_refresh_token_expiry_seconds" not in get(app, "/metrics").body.decode()
+
+
+def test_no_gauge_on_the_simulated_market(tmp_path):
+    ctx = types.SimpleNamespace(state_dir=str(tmp_path), spec=types.SimpleNamespace(sections={"provider": {
+        "kind": "sim"}}))
+    assert refresh_token_expiry(ctx) is None

@@ -83,7 +83,7 @@ KINDS = {
     "api": Kind(
         entry="api.worker:run",
         help="the HTTP status API (Bottle on a production WSGI server); beats after answering itself",
-        sections=("api",), secrets=API_SECRETS,
+        sections=("api", "provider"), secrets=API_SECRETS,  # [provider]: the Schwab token's gauge
     ),
 }
 
