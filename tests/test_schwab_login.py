@@ -223,3 +223,24 @@ def test_a_schwab_py_token_file_keeps_its_shape_through_a_login(setup, fake):
     assert run_login(setup)[0] == 0
     document = json.loads(setup["token"].read_text())
     assert document["creation_timestamp"] == int(NOW) and document["token"]["refresh_token"] == fake.refresh_token
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can hand a file to another user")
+def test_a_login_run_as_root_gives_the_token_file_to_the_owner_of_its_directory(setup, fake):
+    """Under systemd the state dir belongs to the service's dynamic user; a root-owned 0600 file there would be
+    unreadable to it."""
+    setup["state"].mkdir()
+    os.chown(setup["state"], 61234, 61235)
+    assert run_login(setup)[0] == 0
+    st = os.stat(setup["token"])
+    assert (st.st_uid, st.st_gid) == (61234, 61235) and stat.S_IMODE(st.st_mode) == 0o600
+
+
+def test_ctrl_c_while_waiting_for_the_paste_is_one_line_and_leaves_the_file_alone(setup):
+    class Interrupted:
+        def readline(self):
+            raise KeyboardInterrupt
+
+    code, _, err, _ = run_login(setup, stdin=Interrupted())
+    assert code == 130 and "interrupted; the token file is unchanged" in one_line(err)
+    assert not setup["token"].exists()

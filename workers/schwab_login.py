@@ -35,7 +35,7 @@ secrets_file (workers/providers/schwab_credentials.py); the callback URL from
 Exit codes: 0 logged in; 1 the login failed (a pasted URL without code=, one
 that goes elsewhere than the callback URL, a code or credentials Schwab
 refused, an unusable secrets file): one line on stderr says why and what to
-do; 2 a bad command line or config file.
+do; 2 a bad command line or config file; 130 interrupted (Ctrl-C).
 """
 import argparse
 import os
@@ -54,7 +54,7 @@ from workers.providers.schwab_tokens import LOGIN_COMMAND, TokenFile, Tokens, to
 
 AUTHORIZE_PATH = "/v1/oauth/authorize"
 EXCHANGE_TIMEOUT_S = 20.0  # the code dies after about 30 s
-EXIT_FAILED, EXIT_USAGE = 1, 2
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 LOGIN_KEYS = ("auth_url", "token_file", "secrets_file", "callback_url", "warn_before")
 
 
@@ -215,8 +215,8 @@ def write_tokens(path, answer, now):
     tokens = Tokens(answer["access_token"], answer["refresh_token"], now + float(answer["expires_in"]), document,
                     refresh_issued_at=now)
     directory = os.path.dirname(file.path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
     try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         file.save(tokens, owner=_owner(directory))
     except OSError as exc:
         raise LoginFailed(f"cannot write the token file {file.path}: {exc.strerror or exc}") from None
@@ -234,17 +234,18 @@ def login(args, stdin, stdout, environ, wall_clock):
     except AuthError as exc:
         raise LoginFailed(str(exc)) from None
     callback = args.callback_url or own.get("callback_url") or credentials.callback_url or provider["callback_url"]
-    auth_url = provider["auth_url"]
-    print("Open this address in a browser, log in to Schwab and allow the app:\n", file=stdout)
+    auth_url, path = provider["auth_url"], token_path(provider, state_dir)
+    print(f"Logging in to Schwab for the token file {path}.\n"
+          "Open this address in a browser, log in to Schwab and allow the app:\n", file=stdout)
     print(f"    {authorize_url(auth_url, credentials.key, callback)}\n", file=stdout)
     print(f"Schwab then sends the browser to {callback}?code=... (the page may not load: that is fine).\n"
           "Paste that whole address here within 30 seconds:", file=stdout, flush=True)
     code = code_from(stdin.readline(), callback)
     answer = exchange(credentials, auth_url, code, callback)
     now = wall_clock()
-    tokens = write_tokens(token_path(provider, state_dir), answer, now)
+    tokens = write_tokens(path, answer, now)
     warn_from = tokens.refresh_expires_at - float(provider.get("warn_before", DEFAULT_WARN_BEFORE_S))
-    print(f"Logged in. Wrote {os.path.abspath(token_path(provider, state_dir))} (mode 0600); the service "
+    print(f"Logged in. Wrote {path} (mode 0600); the service "
           f"picks it up by itself.\nThe refresh token dies at {utc(tokens.refresh_expires_at)} (7 days); the "
           f"service warns from {utc(warn_from)}. Run {LOGIN_COMMAND} again before then.", file=stdout)
 
@@ -260,6 +261,9 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, environ=None, wall_
     except LoginFailed as exc:
         print(f"{LOGIN_COMMAND}: {exc}", file=stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{LOGIN_COMMAND}: interrupted; the token file is unchanged", file=stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 
