@@ -341,7 +341,7 @@ def test_config_rejects_unknown_options_and_reads_secrets_from_the_environment(t
     finally:
         provider.close()
     with pytest.raises(ValueError, match="unknown provider"):
-        create_provider("yahoo")
+        create_provider("polygon")
 
 
 def test_builds_from_the_supervisor_provider_table(fake, tmp_path):

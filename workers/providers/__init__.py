@@ -1,4 +1,4 @@
-"""Market-data providers: one interface (`Provider`), two implementations.
+"""Market-data providers: one interface (`Provider`), three implementations.
 
     from workers.providers import create_provider
     with create_provider("sim", {"seed": 7}) as provider:
@@ -6,9 +6,10 @@
         bars = provider.daily_bars("AAPL", days=365)
 
 `create_provider(name, options, state_dir=...)` builds "sim" (options: seed,
-failing) or "schwab" (options: the fields of `SchwabConfig`; `state_dir` is the
-default home of the cross-process request budget). The implementations are
-imported lazily, so importing this package does not pull in requests.
+failing), "schwab" (options: the fields of `SchwabConfig`) or "yahoo" (options:
+the fields of `YahooConfig`); `state_dir` is the default home of the
+cross-process request budget. The implementations are imported lazily, so
+importing this package pulls in neither requests nor yfinance.
 """
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ from .base import (BAR_COLUMNS, CHAIN_COLUMNS, QUOTE_COLUMNS, AuthError, BadPayl
                    BudgetExhausted, CircuitOpen, DeadlineExceeded, HttpStatusError, Provider,
                    ProviderError, QuoteBatch)
 
-PROVIDER_NAMES = ("sim", "schwab")
+PROVIDER_NAMES = ("sim", "schwab", "yahoo")
 
 __all__ = ["AuthError", "BadPayload", "BudgetExhausted", "CircuitOpen", "DeadlineExceeded",
            "HttpStatusError", "Provider", "ProviderError", "QuoteBatch", "BAR_COLUMNS",
            "CHAIN_COLUMNS", "QUOTE_COLUMNS", "PROVIDER_NAMES", "create_provider",
-           "SimProvider", "SchwabProvider", "SchwabConfig"]
+           "SimProvider", "SchwabProvider", "SchwabConfig", "YahooProvider", "YahooConfig"]
 
 
 def create_provider(name: str, options: Mapping[str, Any] | None = None, *,
@@ -44,6 +45,11 @@ def create_provider(name: str, options: Mapping[str, Any] | None = None, *,
         if state_dir and not options.get("state_dir"):
             options["state_dir"] = state_dir
         return SchwabProvider(SchwabConfig.from_mapping(options), clock=clock)
+    if name == "yahoo":
+        from .yahoo import YahooConfig, YahooProvider
+        if state_dir and not options.get("state_dir"):
+            options["state_dir"] = state_dir
+        return YahooProvider(YahooConfig.from_mapping(options), clock=clock)
     raise ValueError(f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)}")
 
 
@@ -54,4 +60,7 @@ def __getattr__(name: str):
     if name in ("SchwabProvider", "SchwabConfig"):
         from . import schwab
         return getattr(schwab, name)
+    if name in ("YahooProvider", "YahooConfig"):
+        from . import yahoo
+        return getattr(yahoo, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
