@@ -33,6 +33,8 @@ import zlib
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
+from workers.providers.sim import is_trading_day
+
 NEW_YORK = ZoneInfo("America/New_York")
 MARKET_TIME = dt.datetime(2026, 11, 25, 20, 0, tzinfo=dt.timezone.utc)  # a Wednesday, 15:00 in New York
 VALID_RANGES = ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"]
@@ -211,12 +213,12 @@ def _meta(symbol, now, range_, granularity, price, previous):
 
 
 def daily_chart(symbol, now, sessions):
-    """A v8 chart answer: `sessions` weekdays up to today's partial session, prices drifting up."""
+    """A v8 chart answer: `sessions` NYSE trading days up to today's partial session, prices drifting up."""
     today = now.astimezone(NEW_YORK).date()
     days = []
     day = today
     while len(days) < sessions:
-        if day.weekday() < 5:
+        if is_trading_day(day):
             days.append(day)
         day -= dt.timedelta(days=1)
     days.reverse()

@@ -180,8 +180,8 @@ def test_repeated_failures_quarantine_an_item(tmp_path):
 def test_scanner_kinds_validate_their_options():
     with pytest.raises(config_module.ConfigError, match=r"workers.w.symbols = \['aapl'\]: allowed is a non-empty"):
         configs.build({"w": {"kind": "watchlist", "interval": 1, "symbols": ["aapl"]}})
-    with pytest.raises(config_module.ConfigError, match=r"provider.kind = 'yahoo': allowed is sim"):
-        configs.from_tables({**configs.tables({}), "provider": {"kind": "yahoo"}})
+    with pytest.raises(config_module.ConfigError, match=r"provider.kind = 'polygon': allowed is sim"):
+        configs.from_tables({**configs.tables({}), "provider": {"kind": "polygon"}})
 
 
 @pytest.fixture

@@ -137,7 +137,7 @@ def _cors_origins(v):
 
 
 def _provider_kind(v):
-    return None if v in ("sim", "schwab") else "sim (the simulated market) or schwab"
+    return None if v in ("sim", "schwab", "yahoo") else "sim (the simulated market), schwab or yahoo"
 
 
 def _url(v):

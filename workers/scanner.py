@@ -50,7 +50,10 @@ class ProviderDown(CycleFailed):
 
 def open_provider(section, state_dir):
     """The provider named by the [provider] config table."""
-    kind = section.get("kind", "sim")
+    return _open_kind(section.get("kind", "sim"), section, state_dir)
+
+
+def _open_kind(kind, section, state_dir):
     if kind == "sim":
         from workers.providers.sim import SimProvider
 
@@ -60,7 +63,11 @@ def open_provider(section, state_dir):
         from workers.providers.schwab import open_from_config
 
         return open_from_config(section, state_dir)
-    raise ValueError(f"provider.kind = {kind!r}: allowed is sim or schwab")
+    if kind == "yahoo":
+        from workers.providers.yahoo import open_from_config
+
+        return open_from_config(section, state_dir)
+    raise ValueError(f"provider.kind = {kind!r}: allowed is sim, schwab or yahoo")
 
 
 class Scan:
