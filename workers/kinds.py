@@ -140,6 +140,10 @@ def _provider_kind(v):
     return None if v in ("sim", "schwab", "yahoo") else "sim (the simulated market), schwab or yahoo"
 
 
+def _fallback_kind(v):
+    return None if v in ("", "yahoo") else '"" (none) or yahoo'
+
+
 def _url(v):
     return None if v.startswith(("http://", "https://")) else "an http:// or https:// URL"
 
@@ -160,9 +164,23 @@ def _sim_only(table):
             for key in ("sim_hang_symbols", "sim_fail_symbols") if table.get(key)]
 
 
+def _fallback_for_schwab(table):
+    """A fallback stands in for Schwab's quotes and bars; behind anything else it would mean nothing."""
+    fallback, kind = table.get("fallback", ""), table.get("kind", "sim")
+    if not fallback or kind == "schwab":
+        return []
+    return [f"provider.fallback = {fallback!r}: only kind = \"schwab\" takes a fallback "
+            f"(kind is {kind!r}); remove it, or use kind = {fallback!r} alone"]
+
+
+def _provider_table(table):
+    return _sim_only(table) + _fallback_for_schwab(table)
+
+
 SECTIONS = {
     "provider": Section({
         "kind": (str, _provider_kind),
+        "fallback": (str, _fallback_kind),
         "request_timeout": (NUMBER, positive),
         "requests_per_minute": (int, whole(1, 10000)),
         "sim_seed": (int, whole(0)),
@@ -174,7 +192,7 @@ SECTIONS = {
         "warn_before": (NUMBER, _warn_before),
         "sim_hang_symbols": (list, symbols(allow_empty=True)),
         "sim_fail_symbols": (list, symbols(allow_empty=True)),
-    }, check=_sim_only),
+    }, check=_provider_table),
     "api": Section({
         "host": (str, text),
         "port": (int, whole(0, 65535, note=" (a TCP port; 0 = any free port)")),

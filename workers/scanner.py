@@ -49,8 +49,13 @@ class ProviderDown(CycleFailed):
 
 
 def open_provider(section, state_dir):
-    """The provider named by the [provider] config table."""
-    return _open_kind(section.get("kind", "sim"), section, state_dir)
+    """The provider named by the [provider] config table, paired with its `fallback` if one is named."""
+    provider = _open_kind(section.get("kind", "sim"), section, state_dir)
+    if section.get("fallback"):
+        from workers.providers.fallback import FallbackProvider
+
+        return FallbackProvider(provider, _open_kind(section["fallback"], section, state_dir))
+    return provider
 
 
 def _open_kind(kind, section, state_dir):
@@ -146,8 +151,11 @@ class Scan:
 def report(ctx, scan, quarantine, timetable):
     """Quarantined items, request counts, the schedule, and what a person must act on soon (the
     provider's warnings: a login about to expire), shown by the supervisor until a report without them."""
-    ctx.report(quarantined=quarantine.listing(), provider_requests={scan.provider.name: dict(scan.requests)},
-               schedule=timetable.schedule.name, warnings=provider_warnings(scan.provider))
+    # A provider pair (a fallback) counts each provider's own calls: Schwab's failure that Yahoo answered is both.
+    counts = getattr(scan.provider, "request_counts", None)
+    requests = counts() if counts else {scan.provider.name: dict(scan.requests)}
+    ctx.report(quarantined=quarantine.listing(), provider_requests=requests, schedule=timetable.schedule.name,
+               warnings=provider_warnings(scan.provider))
 
 
 def provider_warnings(provider):

@@ -1,4 +1,4 @@
-"""Market-data providers: one interface (`Provider`), three implementations.
+"""Market-data providers: one interface (`Provider`), three implementations, one pairing.
 
     from workers.providers import create_provider
     with create_provider("sim", {"seed": 7}) as provider:
@@ -8,8 +8,10 @@
 `create_provider(name, options, state_dir=...)` builds "sim" (options: seed,
 failing), "schwab" (options: the fields of `SchwabConfig`) or "yahoo" (options:
 the fields of `YahooConfig`); `state_dir` is the default home of the
-cross-process request budget. The implementations are imported lazily, so
-importing this package pulls in neither requests nor yfinance.
+cross-process request budget. `FallbackProvider(primary, fallback)`
+(fallback.py) asks a second provider for the quotes and daily bars the first
+could not give. The implementations are imported lazily, so importing this
+package pulls in neither requests nor yfinance.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ PROVIDER_NAMES = ("sim", "schwab", "yahoo")
 __all__ = ["AuthError", "BadPayload", "BudgetExhausted", "CircuitOpen", "DeadlineExceeded",
            "HttpStatusError", "Provider", "ProviderError", "QuoteBatch", "BAR_COLUMNS",
            "CHAIN_COLUMNS", "QUOTE_COLUMNS", "PROVIDER_NAMES", "create_provider",
-           "SimProvider", "SchwabProvider", "SchwabConfig", "YahooProvider", "YahooConfig"]
+           "SimProvider", "SchwabProvider", "SchwabConfig", "YahooProvider", "YahooConfig",
+           "FallbackProvider"]
 
 
 def create_provider(name: str, options: Mapping[str, Any] | None = None, *,
@@ -63,4 +66,7 @@ def __getattr__(name: str):
     if name in ("YahooProvider", "YahooConfig"):
         from . import yahoo
         return getattr(yahoo, name)
+    if name == "FallbackProvider":
+        from .fallback import FallbackProvider
+        return FallbackProvider
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
