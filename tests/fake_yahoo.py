@@ -33,6 +33,8 @@ import zlib
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
+import yfinance  # noqa: F401  at collection: its import adds a warnings filter a test's own marks must follow
+
 from workers.providers.sim import is_trading_day
 
 NEW_YORK = ZoneInfo("America/New_York")

@@ -9,7 +9,7 @@ the simulated market does not pay for it. What each method asks Yahoo:
                    per QUOTES_PER_REQUEST symbols, through yfinance's session
                    layer (`yfinance.data.YfData`: Yahoo's cookie and crumb, the
                    browser TLS fingerprint). yfinance's public quote calls cost
-                   one request per symbol: 170 a minute for the watchlist.
+                   one request per symbol: 174 a minute for the watchlist.
   daily_bars()     Ticker.history(period=<smallest Yahoo range covering days>, "1d")
   intraday_bars()  Ticker.history(period="<days>d", interval="<minutes>m")
   expirations()    Ticker.options (the Ticker is kept for the chains that follow)
@@ -27,7 +27,7 @@ time a symbol's history is asked, Yahoo's cookie and crumb, a retry with its
 other cookie strategy after an HTTP error), each bounded only by its own
 timeout: history and the batch quote take `timeout` (request_timeout is
 passed); Ticker.options, option_chain and the cookie and crumb requests take
-none and use yfinance's 30 s. With curl_cffi (yfinance's default backend) a
+none and use yfinance's 30 s, the timezone lookup its 10 s. With curl_cffi (yfinance's default backend) a
 request's timeout bounds its whole transfer; with plain requests
 (YF_DISABLE_CURL_CFFI=1) only each socket read, so a trickling server holds it
 forever. A thread or a signal could abandon such a call but not stop it, and
@@ -45,7 +45,8 @@ symbol is not yet in its cache, kept in `state_dir/yahoo-cache`) are not
 counted. The embedded defaults' cycles cost, in Yahoo calls: watchlist 4 a
 minute (174 symbols in batches of 50), whale_flows 125 per 5 minutes (25
 expirations + 100 chains), macd, vpb and ttm 174 each per 5 minutes: about
-130 a minute, which the default budget of 120 stretches.
+133 a minute, above the default budget (120 a minute, 110 sustained), so
+cycles stretch until the intervals are raised.
 
 Errors: every yfinance call and the parsing of its answer run inside one
 boundary (`_call`); whatever yfinance raises or returns becomes a
