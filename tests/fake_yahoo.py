@@ -261,7 +261,8 @@ def quote_record(symbol, now):
             "regularMarketChange": round(price - previous, 4),
             "regularMarketChangePercent": round((price / previous - 1) * 100, 4),
             "regularMarketPreviousClose": previous, "regularMarketVolume": 12_345_678,
-            "regularMarketTime": int(now.timestamp())}
+            "regularMarketOpen": previous, "regularMarketDayHigh": round(price * 1.002, 4),
+            "regularMarketDayLow": round(previous * 0.998, 4), "regularMarketTime": int(now.timestamp())}
 
 
 def _epoch(day):

@@ -53,7 +53,10 @@ def test_every_method_answers_in_the_standard_shapes_and_units(make):
     quotes = yahoo.quotes(["AAPL", "MSFT"])
     assert tuple(quotes.columns) == QUOTE_COLUMNS and list(quotes.index) == ["AAPL", "MSFT"]
     assert quotes.index.name == "symbol" and quotes.errors == {}
-    assert [str(t) for t in quotes.dtypes] == ["float64", "float64", "float64", "int64"]
+    assert [str(t) for t in quotes.dtypes] == ["float64", "float64", "float64", "int64", "float64", "float64",
+                                               "float64", "object"]
+    assert quotes.loc["AAPL", "low"] <= quotes.loc["AAPL", "price"] <= quotes.loc["AAPL", "high"]
+    assert quotes.loc["AAPL", "session"] is not None  # today's bar comes from the quote (the bars cache)
     assert quotes.loc["AAPL", "price"] == spot_of("AAPL")
     assert quotes.loc["AAPL", "daily_change_pct"] == pytest.approx(1.5, abs=1e-3)  # percent, not 0.015
 

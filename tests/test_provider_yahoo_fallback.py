@@ -13,7 +13,7 @@ from supervisor import config as config_module
 from tests import configs
 from tests.fake_yahoo import MARKET_TIME, fake_yahoo, spot_of
 from tests.test_scanners import make_scan
-from workers import scanner, technical, watchlist
+from workers import market_hours, scanner, technical, watchlist
 from workers.outcomes import about_the_item
 from workers.providers.base import (AuthError, BadPayload, BudgetExhausted, CircuitOpen, DeadlineExceeded,
                                     HttpStatusError, Provider, ProviderError, QuoteBatch)
@@ -237,7 +237,8 @@ def test_a_watchlist_cycle_with_schwab_down_stores_yahoos_quotes_and_reports_bot
     symbols = ctx.options["symbols"]
     assert counts["stored"] == counts["fresh"] == len(symbols) and counts["quarantined"] == 0
     reports = Reports()
-    scanner.report(reports, scan, scan.quarantine)
+    timetable = market_hours.Timetable(scanner.schedule_of(ctx), ctx.spec.interval, market_hours.utc_now)
+    scanner.report(reports, scan, scan.quarantine, timetable)
     batches = -(-len(symbols) // 50)
     assert reports.fields["provider_requests"] == {
         "schwab": {"auth_error": 3, "circuit_open": batches - 3}, "yahoo": {"ok": batches}}

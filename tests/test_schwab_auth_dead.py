@@ -183,7 +183,8 @@ def http_get(port, path):
 def test_a_dead_login_on_the_defaults_fails_every_scanner_once_each_cycle_and_asks_schwab_once(make_tree, fake):
     scanners = [kind for _, kind in SCANS]
     sections = {"provider": {"kind": "schwab", "base_url": fake.url, "auth_url": fake.url}, "api": {"port": 0},
-                "workers": {name: {"interval": 2.0} for name in scanners}}
+                "workers": {name: {"interval": 2.0, "schedule": "always"} for name in scanners}}  # on Schwab they
+    # would otherwise wait for the session (workers/market_hours.py)
     tree = make_tree(None, sections, heartbeat_timeout=5.0, startup_timeout=10.0, backoff_initial=0.5,
                      backoff_max=5.0)
     tree.state_dir.mkdir()

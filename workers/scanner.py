@@ -148,14 +148,14 @@ class Scan:
         return self.store.replace_snapshot(self.dataset, rows, keep=keep)
 
 
-def report(ctx, scan, quarantine, timetable):
+def report(ctx, scan, quarantine, timetable=None):
     """Quarantined items, request counts, the schedule, and what a person must act on soon (the
     provider's warnings: a login about to expire), shown by the supervisor until a report without them."""
     # A provider pair (a fallback) counts each provider's own calls: Schwab's failure that Yahoo answered is both.
     counts = getattr(scan.provider, "request_counts", None)
     requests = counts() if counts else {scan.provider.name: dict(scan.requests)}
-    ctx.report(quarantined=quarantine.listing(), provider_requests=requests, schedule=timetable.schedule.name,
-               warnings=provider_warnings(scan.provider))
+    ctx.report(quarantined=quarantine.listing(), provider_requests=requests,
+               schedule=timetable.schedule.name if timetable else None, warnings=provider_warnings(scan.provider))
 
 
 def provider_warnings(provider):

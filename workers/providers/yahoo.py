@@ -82,7 +82,8 @@ from .yahoo_answers import (NEW_YORK, chain, daily, intraday, parse_quote, quote
 
 QUOTE_URL = "https://query1.finance.yahoo.com/v7/finance/quote"
 QUOTE_FIELDS = ("symbol,regularMarketPrice,regularMarketPreviousClose,regularMarketChange,"
-                "regularMarketChangePercent,regularMarketVolume")
+                "regularMarketChangePercent,regularMarketVolume,regularMarketOpen,regularMarketDayHigh,"
+                "regularMarketDayLow,regularMarketTime")
 QUOTES_PER_REQUEST = 100
 INTRADAY_MINUTES = (1, 5, 15, 30)  # Yahoo has no 10-minute bars
 # Yahoo's history ranges and the fewest calendar days each covers.

@@ -77,7 +77,8 @@ def quote_records(data: Any, where: str) -> dict[str, Mapping]:
 
 
 def parse_quote(symbol: str, record: Mapping | None) -> dict:
-    """One symbol's quote record -> {price, daily_change, daily_change_pct, volume}."""
+    """One symbol's quote record -> {price, daily_change, daily_change_pct, volume, open, high, low,
+    session}: the session so far, for today's daily bar (NaN, None where Yahoo says nothing)."""
     if record is None:
         raise BadPayload(f"yahoo quotes: Yahoo does not know {symbol} (absent from its answer)",
                          symbol=symbol)
@@ -91,8 +92,13 @@ def parse_quote(symbol: str, record: Mapping | None) -> dict:
         change = finite(record.get("regularMarketChange")) or 0.0
         pct = finite(record.get("regularMarketChangePercent")) or 0.0
     volume = finite(record.get("regularMarketVolume")) or 0.0
+    stamp = finite(record.get("regularMarketTime"))
+    session = (pd.Timestamp(int(stamp), unit="s", tz="UTC").tz_convert("America/New_York").date().isoformat()
+               if stamp and stamp > 0 else None)
     return {"price": price, "daily_change": round(change, 6), "daily_change_pct": round(pct, 6),
-            "volume": int(volume)}
+            "volume": int(volume), "session": session,
+            **{key: finite(record.get(field)) or math.nan for key, field in (
+                ("open", "regularMarketOpen"), ("high", "regularMarketDayHigh"), ("low", "regularMarketDayLow"))}}
 
 
 def _bars(raw: Any, where: str, symbol: str):
