@@ -39,14 +39,16 @@ def test_an_open_fault_owes_nothing_until_it_ends():
 
 
 @pytest.mark.slow
-def test_a_short_soak_runs_applies_faults_and_leaves_nothing_behind():
+def test_a_short_soak_runs_applies_faults_passes_and_leaves_nothing_behind():
+    """The harness itself, kept from rotting (make soak, in CI, runs it for minutes): a 12 s run of every
+    fault class must pass; 12 s is shorter than any dataset's gap limit, so a failure is a broken promise."""
     tag = uuid.uuid4().hex
-    done = subprocess.run([sys.executable, "-m", "tests.soak", "--minutes", "0.4", "--seed", "20240601", "--quiet",
-                           "--skip", "non-utf8,wrong-shape", "--tag", tag],
+    done = subprocess.run([sys.executable, "-m", "tests.soak", "--minutes", "0.2", "--seed", "20240601", "--quiet",
+                           "--tag", tag],
                           capture_output=True, text=True, timeout=110, cwd=Path(__file__).parent.parent)
     out = done.stdout
-    assert done.returncode in (0, 1), f"exit {done.returncode}:\n{out}\n{done.stderr}"
-    assert re.search(r"===== mdw soak: (PASS|FAIL) =====", out), out
+    assert done.returncode == 0, f"exit {done.returncode}:\n{out}\n{done.stderr}"
+    assert re.search(r"===== mdw soak: PASS =====", out), out
     assert int(re.search(r"faults applied \((\d+)\)", out).group(1)) > 0, out
     assert int(re.search(r"HTTP requests \((\d+)\)", out).group(1)) > 0, out
     assert "integrity_check: ok" in out, out

@@ -88,9 +88,10 @@ class MarketCache:
 
     def replace_history(self, symbol: str, bars: pd.DataFrame, today: str, now: dt.datetime) -> int:
         """Store a symbol's whole fetched history (dropping what it had), marked fetched on `today`."""
-        rows = [(symbol, stamp.strftime("%Y-%m-%d"), *(_value(bars.at[stamp, c]) for c in
-                                                      ("open", "high", "low", "close", "volume")))
-                for stamp in bars.index]
+        dates = pd.DatetimeIndex(bars.index).strftime("%Y-%m-%d")
+        values = bars.loc[:, ["open", "high", "low", "close", "volume"]].to_numpy(dtype="float64")
+        cells = [[None if math.isnan(x) else float(x) for x in row] for row in values.tolist()]
+        rows = [(symbol, date, *cell) for date, cell in zip(dates, cells)]
 
         def work(conn):
             conn.execute("DELETE FROM daily_bars WHERE symbol = ?", (symbol,))
