@@ -43,10 +43,10 @@ running dry is BudgetExhausted, which quarantines nothing. yfinance's extra
 requests (cookie and crumb once per process, the timezone lookup while a
 symbol is not yet in its cache, kept in `state_dir/yahoo-cache`) are not
 counted. The embedded defaults' cycles cost, in Yahoo calls: watchlist 4 a
-minute (174 symbols in batches of 50), whale_flows 125 per 5 minutes (25
-expirations + 100 chains), macd, vpb and ttm 174 each per 5 minutes: about
-133 a minute, above the default budget (120 a minute, 110 sustained), so
-cycles stretch until the intervals are raised.
+minute (174 symbols in batches of 50), whale_flows 100 chains per 5 minutes
+(the expirations once a day), macd, vpb and ttm each symbol's bars once a day
+(shared through the store, workers/bars.py): about 24 a minute once the
+first fill (174 histories, 25 expiration lists) is done.
 
 Errors: every yfinance call and the parsing of its answer run inside one
 boundary (`_call`); whatever yfinance raises or returns becomes a
