@@ -240,7 +240,8 @@ class FakeSchwab:
                         f"{row.type[0]}{int(row.strike * 1000):08d}",
                         "bid": row.bid, "ask": row.ask, "last": row.last, "mark": row.mark,
                         "totalVolume": int(row.volume), "openInterest": int(row.open_interest),
-                        "volatility": row.iv, "delta": row.delta, "strikePrice": row.strike,
+                        "volatility": row.iv, "delta": row.delta, "gamma": row.gamma, "theta": row.theta,
+                        "vega": row.vega, "strikePrice": row.strike,
                         "expirationDate": f"{row.expiry.isoformat()}T20:00:00.000+00:00",
                         "daysToExpiration": int(row.dte), "multiplier": 100.0}
             maps[row.type].setdefault(key, {}).setdefault(str(float(row.strike)), []).append(

@@ -10,6 +10,7 @@ import stat
 import time
 
 import pandas as pd
+import numpy as np
 import pytest
 
 from tests.fake_schwab import MARKET_TIME, TOKEN_PATH, FakeSchwab
@@ -102,6 +103,22 @@ def test_answers_in_the_standard_shapes(make, fake):
     assert (abs(chain["strike"] / spot - 1) <= 0.05).all()
     assert (chain["expiry"] == GOOD_FRIDAY_WEEK[0]).all() and (chain["dte"] == 3).all()
     assert set(chain["type"]) == {"CALL", "PUT"}
+    sent = fake.market.option_chain("SPY", GOOD_FRIDAY_WEEK[0], 5)
+    for greek in ("gamma", "theta", "vega"):  # Schwab's own Greeks, as it sent them
+        assert np.allclose(chain[greek], sent[greek], rtol=1e-12), greek
+
+
+def test_greeks_schwab_marks_not_available_are_nan(make, fake):
+    from workers.providers.schwab_payloads import parse_chain
+
+    payload = fake.chains_payload({"symbol": ["SPY"], "fromDate": [GOOD_FRIDAY_WEEK[0].isoformat()]})
+    for contracts in payload["callExpDateMap"].values():
+        for [contract] in contracts.values():
+            contract.update(gamma=-999.0, theta=None)
+            contract.pop("vega")
+    chain = parse_chain("SPY", payload, GOOD_FRIDAY_WEEK[0], 10.0, GOOD_FRIDAY_WEEK[0] - dt.timedelta(days=3))
+    calls, puts = chain[chain["type"] == "CALL"], chain[chain["type"] == "PUT"]
+    assert calls[["gamma", "theta", "vega"]].isna().all().all() and puts["gamma"].notna().all()
 
 
 def test_a_single_symbol_string_is_one_symbol_not_its_letters(make):

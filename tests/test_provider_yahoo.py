@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from workers import options_math
+
 from tests.fake_yahoo import MARKET_TIME, fake_yahoo, spot_of
 from workers.providers import create_provider
 from workers.providers.base import BAR_COLUMNS, CHAIN_COLUMNS, QUOTE_COLUMNS, BudgetExhausted
@@ -157,6 +159,10 @@ def test_the_chains_delta_is_black_scholes_from_each_contracts_own_iv(make, fake
                         chain["iv"].to_numpy() / 100, years)
     assert np.allclose(chain["delta"], expected, atol=5e-5)
     assert chain["iv"].nunique() > 3
+    greeks = options_math.greeks(chain["type"].to_numpy() == "CALL", spot_of("AAPL"), chain["strike"].to_numpy(),
+                                 chain["iv"].to_numpy() / 100, years)
+    for greek in ("gamma", "theta", "vega"):  # Yahoo sends none: Black-Scholes, like delta
+        assert np.allclose(chain[greek], greeks[greek], rtol=1e-9), greek
 
 
 def test_the_request_timeout_reaches_yfinance_where_it_takes_one_and_only_there(make, fake):

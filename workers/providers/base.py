@@ -19,6 +19,10 @@ Units and shapes, identical for every provider:
 - option `iv` is implied volatility in PERCENT, as Schwab reports it (32.5 means
   32.5 %); divide by 100 for Black-Scholes;
 - option `delta` is signed (puts negative); NaN when the source has none;
+- option `gamma`, `theta`, `vega` are Black-Scholes Greeks in Schwab's units (workers/options_math.py):
+  gamma per $1 of the underlying, theta in $ per share per calendar day, vega in $ per share per
+  volatility point; the source's own where it sends them (Schwab), else computed from the
+  contract's `iv` (Yahoo, the simulated market); NaN when neither is possible;
 - daily bars are indexed by naive midnight dates, intraday bars by tz-aware
   America/New_York bar start times; both ascending.
 
@@ -38,11 +42,13 @@ QUOTE_COLUMNS = ("price", "daily_change", "daily_change_pct", "volume", "open", 
                  "session")
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 CHAIN_COLUMNS = ("type", "strike", "bid", "ask", "last", "mark", "volume", "open_interest",
-                 "delta", "iv", "expiry", "dte", "underlying_price")
+                 "delta", "iv", "expiry", "dte", "underlying_price", "gamma", "theta", "vega")
 _CHAIN_DTYPES = {"type": object, "strike": "float64", "bid": "float64", "ask": "float64",
                  "last": "float64", "mark": "float64", "volume": "int64",
                  "open_interest": "int64", "delta": "float64", "iv": "float64",
-                 "expiry": object, "dte": "int64", "underlying_price": "float64"}
+                 "expiry": object, "dte": "int64", "underlying_price": "float64",
+                 "gamma": "float64", "theta": "float64", "vega": "float64"}
+GREEK_COLUMNS = ("gamma", "theta", "vega")  # NaN when a source gives none (chain_frame fills them)
 assert tuple(_CHAIN_DTYPES) == CHAIN_COLUMNS
 
 
@@ -143,8 +149,12 @@ def bars_frame(index: pd.DatetimeIndex, open_, high, low, close, volume) -> pd.D
 
 def chain_frame(columns: Mapping[str, Sequence] | None = None) -> pd.DataFrame:
     """Assemble an option-chain DataFrame from column arrays: `CHAIN_COLUMNS`, fixed
-    dtypes, sorted by type (CALL first) then strike."""
-    columns = columns or {}
+    dtypes, sorted by type (CALL first) then strike. Greeks a source lacks are NaN."""
+    columns = dict(columns or {})
+    rows = len(columns.get("strike", ()))
+    for name in GREEK_COLUMNS:
+        if name not in columns:
+            columns[name] = np.full(rows, np.nan)
     data = {name: np.asarray(columns.get(name, ()), dtype=dtype)
             for name, dtype in _CHAIN_DTYPES.items()}
     order = np.lexsort((data["strike"], data["type"].astype(str)))

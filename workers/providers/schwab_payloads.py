@@ -6,7 +6,9 @@ malformed answer costs only the symbol it was for.
 
 Option prices come in two spellings (bid/ask/last/mark and bidPrice/askPrice/
 lastPrice/markPrice); both are accepted. Schwab's -999 "not available" becomes
-NaN. `iv` stays in percent, as Schwab sends it.
+NaN. `iv` stays in percent, as Schwab sends it; `gamma`, `theta` and `vega` are
+Schwab's own (NaN where it sends -999 or nothing: the datasets that need gamma
+compute it from `iv` then, workers/structure/).
 """
 from __future__ import annotations
 
@@ -113,7 +115,7 @@ def parse_chain(symbol: str, data: Any, expiration: dt.date, band_pct: float,
     spot = number({"underlyingPrice": spot}, "underlyingPrice", what)
     rows: dict[str, list] = {name: [] for name in ("type", "strike", "bid", "ask", "last",
                                                    "mark", "volume", "open_interest", "delta",
-                                                   "iv", "dte")}
+                                                   "iv", "dte", "gamma", "theta", "vega")}
     for kind, key in (("CALL", "callExpDateMap"), ("PUT", "putExpDateMap")):
         by_expiry = data.get(key) or {}
         if not isinstance(by_expiry, dict):
@@ -146,6 +148,8 @@ def _add_contract(rows, kind, contract, what, today, expiration):
     rows["open_interest"].append(int(number(contract, "openInterest", where, default=0)))
     rows["delta"].append(available(contract.get("delta")))
     rows["iv"].append(available(contract.get("volatility")))
+    for greek in ("gamma", "theta", "vega"):
+        rows[greek].append(available(contract.get(greek)))
     dte = contract.get("daysToExpiration")
     rows["dte"].append(int(dte) if isinstance(dte, (int, float)) and not isinstance(dte, bool)
                        else (expiration - today).days)

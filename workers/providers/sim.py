@@ -26,11 +26,9 @@ today's daily bar is the partial session so far. Outside the session (evenings,
 nights, weekends, holidays) a quote's `price` is the last close plus a small,
 slow, bounded after-hours drift (`after_hours_drift`, under 0.5 %), so `make
 run` shows movement at any hour; its `session_last` stays the close, so the
-daily bars never change after the close. Option chains are priced with
-Black-Scholes on a per-symbol implied volatility with a smile; now and then (per
-symbol, expiration and hour) one near-the-money contract gets a whale trade:
-volume many times its open interest, large enough to pass the old system's
-whale-score threshold. `iv` is in percent, like Schwab's.
+daily bars never change after the close. Option chains (sim_options.py) are
+Black-Scholes on a skewed smile, with Greeks, open interest, volume and now
+and then a whale trade of realistic size; `iv` is in percent, like Schwab's.
 
 Holidays: NYSE closures from a table for 2024-2027 (including the 2025-01-09
 national day of mourning) and the exchange's rules for other years
@@ -51,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from ..universe import DEFAULT_UNIVERSE
+from . import sim_options
 from .base import Provider, ProviderError, QuoteBatch, bars_frame, chain_frame
 from .sim_calendar import (EPOCH, HOLIDAY_TABLE, day_index, day_of, holidays_by_rule,  # noqa: F401 (its API)
                            is_trading_day, nyse_holidays, weekly_expirations)
@@ -90,25 +89,6 @@ def after_hours_drift(phases: np.ndarray, minutes_after_close: float) -> float:
     ramp = min(1.0, (minutes_after_close - AFTER_HOURS_SETTLE_MIN) / 30.0)
     waves = np.sin(2 * np.pi * minutes_after_close / _DRIFT_PERIODS_MIN + phases).sum() / 3
     return float(0.0045 * ramp * waves)
-
-def _norm_cdf(x: np.ndarray) -> np.ndarray:
-    """Standard normal CDF (Abramowitz-Stegun 7.1.26, |error| < 1.5e-7)."""
-    z = np.abs(x) / np.sqrt(2.0)
-    t = 1.0 / (1.0 + 0.3275911 * z)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027
-                                                                           + t * 1.061405429))))
-    erf = 1.0 - poly * np.exp(-z * z)
-    return 0.5 * (1.0 + np.sign(x) * erf)
-
-
-def _black_scholes(spot, strikes, iv, t, rate=0.04):
-    """Call and put values and the call delta (iv as a fraction, t in years)."""
-    d1 = (np.log(spot / strikes) + (rate + iv ** 2 / 2) * t) / (iv * np.sqrt(t))
-    d2 = d1 - iv * np.sqrt(t)
-    discounted = strikes * np.exp(-rate * t)
-    call = spot * _norm_cdf(d1) - discounted * _norm_cdf(d2)
-    put = discounted * _norm_cdf(-d2) - spot * _norm_cdf(-d1)
-    return call, put, _norm_cdf(d1)
 
 
 def _strike_step(price: float) -> float:
@@ -333,57 +313,23 @@ class SimProvider(Provider):
         today, index, minute = self._now()
         if expiration < today:
             raise ProviderError(f"sim: {symbol} {expiration} has already expired", symbol=symbol)
+        if weekly_expirations(expiration - dt.timedelta(days=1), 1)[0] != expiration:
+            raise ProviderError(f"sim: {symbol} has no expiration on {expiration} (weekly expirations only: "
+                                f"Fridays, Thursday when the Friday is a holiday)", symbol=symbol)
         p = self._params(symbol)
         spot = float(np.exp(self._path(symbol, index)[minute]))
         reference = float(np.exp(self._day(symbol, index)["prev"][0]))
         step = _strike_step(reference)  # a strike grid fixed for the day, whatever spot does
         grid = np.arange(np.floor(reference * 0.5 / step), np.ceil(reference * 1.5 / step) + 1)
         strikes = grid * step
-        rng = self._rng(symbol, 3, expiration.toordinal(), index)
-        base_oi = rng.uniform(0.5, 1.5, (2, grid.size))
-        activity = rng.uniform(0.01, 0.5, (2, grid.size))
-        keep = np.abs(strikes / spot - 1) <= strike_band_pct / 100
-        dte = (expiration - today).days
-        t = max(dte, 0.25) / 365
-        moneyness = np.log(strikes / spot)
-        iv = np.minimum(p["sigma"] * 100 * (1 + 2.0 * moneyness ** 2 / max(t, 0.02)),
-                        3 * p["sigma"] * 100)  # a smile around an annual vol of sigma * 100
-        call, put, call_delta = _black_scholes(spot, strikes, iv, t)
-        oi_scale = p["volume"] / 2000 * np.exp(-(moneyness / 0.06) ** 2)
-        elapsed = min(1.0, 0.1 + minute / SESSION_MINUTES)
-        kept = np.flatnonzero(keep)
-        parts = []
-        for side, (kind, value, delta) in enumerate((("CALL", call, call_delta),
-                                                     ("PUT", put, call_delta - 1))):
-            oi = np.round(oi_scale * base_oi[side]).astype(np.int64) + 10
-            mid = np.maximum(value, 0.01)
-            spread = np.maximum(0.01, 0.04 * mid + 0.01)
-            bid = np.maximum(np.round(mid - spread / 2, 2), 0.0)
-            ask = np.round(bid + spread, 2) + 0.01 * (bid == 0)
-            part = {"strike": strikes, "bid": bid, "ask": ask, "last": np.round(mid, 2),
-                    "mark": np.round((bid + ask) / 2, 3),
-                    "volume": np.round(oi * activity[side] * elapsed).astype(np.int64),
-                    "open_interest": oi, "delta": np.round(delta, 4), "iv": np.round(iv * 100, 2)}
-            part = {name: values[kept] for name, values in part.items()}
-            part["type"] = np.full(kept.size, kind, dtype=object)
-            parts.append(part)
-        columns = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-        rows = len(columns["type"])
-        columns.update(expiry=np.full(rows, expiration, dtype=object), dte=np.full(rows, dte),
-                       underlying_price=np.full(rows, round(spot, 2)))
-        chain = chain_frame(columns)
-        self._inject_whale(symbol, expiration, index, minute, spot, p["volume"], chain)
-        return chain
+        columns = sim_options.chain_columns(
+            self._option_style(symbol), spot=spot, reference=reference, strikes=strikes,
+            keep=np.abs(strikes / spot - 1) <= strike_band_pct / 100, expiration=expiration,
+            now=self._clock(), day=index, minute=minute,
+            day_rng=self._rng(symbol, 3, expiration.toordinal(), index),
+            whale_rng=self._rng(symbol, 4, expiration.toordinal(), index, minute // 60))
+        return chain_frame(columns)
 
-    def _inject_whale(self, symbol, expiration, index, minute, spot, day_volume, chain):
-        """Now and then (per symbol, expiry and hour) one near-the-money contract trades big:
-        volume far above open interest, sized to pass the old system's whale score."""
-        rng = self._rng(symbol, 4, expiration.toordinal(), index, minute // 60)
-        near = np.flatnonzero((np.abs(chain["strike"].to_numpy() / spot - 1) <= 0.03)
-                              & (np.abs(chain["delta"].to_numpy()) > 0.05))
-        if rng.random() > 0.3 or near.size == 0:
-            return
-        row = near[rng.integers(near.size)]
-        oi, delta, iv = (chain.at[row, k] for k in ("open_interest", "delta", "iv"))
-        needed = np.sqrt(150 * oi * day_volume / (abs(delta) * iv / 100 * 1e5))
-        chain.at[row, "volume"] = int(max(oi * rng.uniform(4, 20), needed * rng.uniform(1.1, 2)))
+    def _option_style(self, symbol):
+        p = self._params(symbol)
+        return sim_options.style(symbol, self._rng(symbol, 5), p["sigma"], p["volume"])

@@ -31,6 +31,8 @@ needed, a list that is not one. Yahoo's conventions, converted:
   understated) by about 0.008 for a 2 % yield at 30 days. T is the calendar
   time from now to 16:00 New York on the expiration date, in 365-day years,
   at least one hour (`years_to_expiry`). Delta is NaN where iv is.
+- Gamma, theta and vega: Yahoo gives none either; they are Black-Scholes from the
+  same inputs (workers/options_math.py, Schwab's units), NaN where iv is.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from .. import options_math
 from .base import BadPayload, bars_frame, chain_frame
 
 NEW_YORK = "America/New_York"
@@ -179,6 +182,9 @@ def chain(raw: Any, where: str, symbol: str, expiration: dt.date, band_pct: floa
     years = years_to_expiry(now, expiration)
     columns["delta"] = np.round(bs_delta(columns["type"] == "CALL", spot, columns["strike"],
                                          columns["iv"] / 100, years), 4)
+    greeks = options_math.greeks(columns["type"] == "CALL", spot, columns["strike"], columns["iv"] / 100, years,
+                                 rate=RISK_FREE_RATE)
+    columns.update(gamma=greeks["gamma"], theta=greeks["theta"], vega=greeks["vega"])
     rows = int(keep.sum())
     columns.update(expiry=np.full(rows, expiration, dtype=object),
                    dte=np.full(rows, (expiration - now.date()).days),
