@@ -9,19 +9,21 @@ quoted), delta, gamma, theta and vega.
   drifts from day to day (+-12 %, so a daily IV history has a range) and a little within the day, on
   a smile in standardised moneyness x = ln(K/S) / (atm sqrt T):
       iv = atm x clip(1 - slope x + curvature x^2, 0.6, 3.5)
-  `slope` > 0 is the equity skew (puts dearer than calls): 0.22-0.38 for the index ETFs, -0.03-0.10
+  `slope` > 0 is the equity skew (puts dearer than calls): 0.22-0.38 for the index ETFs, -0.02-0.05
   for single names (a few have call skew), swinging +-35 % over a few hours of the session. A
-  25-delta put then trades about 4-8 volatility points over the 25-delta call on SPY, 0-4 on a stock.
+  25-delta put then trades about 3-8 volatility points over the 25-delta call on SPY, -1-4 on a stock.
 - Open interest is fixed for the day: puts gather below the previous close and calls above it
-  (puts' centre 2.5 % below, calls' 1.5 % above), with a per-symbol put/call ratio (index ETFs 1.1-1.6,
-  single names 0.5-1.0) and more open interest on later expirations; 200-8,000 contracts at the
-  money, by the symbol's share volume. So the dealer gamma changes sign near spot: a gamma flip.
+  (puts' centre 2.5 % below, calls' 1.5 % above), with a put/call ratio drawn per day (index ETFs
+  0.7-1.3, single names 0.5-1.0) and more open interest on later expirations; 200-8,000 contracts at the
+  money, by the symbol's share volume (8,000 for the index ETFs). So the dealer gamma changes sign near spot: a gamma flip.
 - Volume is cumulative over the session and never decreases: each contract trades a share of its
-  open interest (most near the money), at a pace that swings between calls and puts over the day,
-  so the put/call volume ratio moves.
+  open interest (most near the money), at a pace that swings between calls and puts over the day
+  around a put/call volume ratio drawn per day (index ETFs 0.45-1.3, single names 0.4-1.0), so the
+  ratio moves and the sentiment with it.
 - Now and then (30 % of the hours, per symbol and expiration) one near-the-money contract gets a
-  whale trade: a traded notional drawn between $150k and $15M (log-uniform), into a strike whose open
-  interest is 3-12 times smaller than the trade. No contract trades more than about $25M a day.
+  whale trade: a traded notional drawn between $150k and $8M (log-uniform), into a strike whose open
+  interest is 3-12 times smaller than the trade, of 500 to 20,000 contracts. No contract trades more
+  than about $25M a day.
 """
 from __future__ import annotations
 
@@ -33,18 +35,19 @@ from .. import options_math
 
 INDEX_ETFS = {"SPY": 0.15, "QQQ": 0.20, "IWM": 0.22, "DIA": 0.14}  # their at-the-money IV level
 SESSION_MINUTES = 390
-WHALE_NOTIONAL = (150_000.0, 15_000_000.0)
-_FLOW_PERIOD_MIN = 170.0  # the calls/puts pace swings with this period (minutes of session)
-_FLOW_SWING = 0.45
+WHALE_NOTIONAL = (150_000.0, 8_000_000.0)
+_FLOW_PERIOD_MIN = 390.0  # the calls/puts pace swings once a session
+_FLOW_SWING = 0.9
+MAX_WHALE_CONTRACTS = 20_000
 
 
 def style(symbol: str, rng: np.random.Generator, sigma: float, share_volume: float) -> dict:
     """A symbol's option market, fixed for ever (seeded by the symbol)."""
     index = symbol in INDEX_ETFS
     return {"atm": INDEX_ETFS.get(symbol, sigma * 100), "index": index,
-            "slope": rng.uniform(0.22, 0.38) if index else rng.uniform(-0.03, 0.10),
+            "slope": rng.uniform(0.22, 0.38) if index else rng.uniform(-0.02, 0.05),
             "curvature": rng.uniform(0.02, 0.05),
-            "oi_atm": float(np.clip(share_volume / 4000, 200, 8000)),
+            "oi_atm": 8000.0 if index else float(np.clip(share_volume / 4000, 200, 8000)),
             "phases": rng.uniform(0, 2 * np.pi, 5)}
 
 
@@ -72,12 +75,13 @@ def chain_columns(s: dict, *, spot: float, reference: float, strikes: np.ndarray
     dte = (expiration - now.date()).days
     m = np.log(strikes / reference)
     term = min(2.0, 0.6 + dte / 14)
-    pcr = (day_rng.uniform(1.1, 1.6) if s["index"] else day_rng.uniform(0.5, 1.0))
+    pcr = (day_rng.uniform(0.7, 1.3) if s["index"] else day_rng.uniform(0.5, 1.0))
+    pcr_volume = (day_rng.uniform(0.45, 1.3) if s["index"] else day_rng.uniform(0.4, 1.0)) / pcr
     base = day_rng.uniform(0.5, 1.5, (2, keep.size))[:, keep]
     activity = day_rng.uniform(0.05, 0.4, (2, keep.size))[:, keep] * np.exp(-(m / 0.05) ** 2) + 0.005
     oi = {"CALL": s["oi_atm"] * term * base[0] * np.exp(-((m - 0.015) / 0.06) ** 2),
           "PUT": s["oi_atm"] * term * pcr * base[1] * np.exp(-((m + 0.025) / 0.07) ** 2)}
-    pace = {"CALL": _paced(minute, ph[2] + np.pi), "PUT": _paced(minute, ph[2])}
+    pace = {"CALL": _paced(minute, ph[2] + np.pi), "PUT": _paced(minute, ph[2]) * pcr_volume}
 
     parts = []
     for side, kind in enumerate(("CALL", "PUT")):
@@ -108,6 +112,6 @@ def _whale(columns: dict, spot: float, rng: np.random.Generator) -> None:
         return
     row = near[rng.integers(near.size)]
     notional = float(np.exp(rng.uniform(*np.log(WHALE_NOTIONAL))))
-    volume = max(500, int(np.ceil(notional / (columns["mark"][row] * 100))))
+    volume = int(np.clip(np.ceil(notional / (columns["mark"][row] * 100)), 500, MAX_WHALE_CONTRACTS))
     columns["volume"][row] = volume
     columns["open_interest"][row] = max(1, min(int(columns["open_interest"][row]), int(volume / rng.uniform(3, 12))))
