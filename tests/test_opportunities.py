@@ -36,7 +36,7 @@ def test_fear_greed_bands_and_the_latest_skew_of_each_chain():
         "EXTREME_FEAR", "FEAR", "FEAR", "SLIGHT_FEAR", "NEUTRAL", "NEUTRAL", "GREED"]
     skews = [skew("SPY", "A", "1", 9.0), skew("SPY", "A", "2", 4.0, pcr=1.2), skew("QQQ", "A", "2", 2.0, pcr=0.6),
              skew("IWM", "A", "2", None)]
-    assert fear_greed(skews) == {"sentiment": "SLIGHT_FEAR", "avg_skew": 3.0,  # 3.0 is not > 3 "avg_put_call_ratio": 0.9,
+    assert fear_greed(skews) == {"sentiment": "SLIGHT_FEAR", "avg_skew": 3.0, "avg_put_call_ratio": 0.9,  # not > 3
                                  "symbols_analyzed": 2, "chains_analyzed": 2}
     assert fear_greed([skew("IWM", "A", "2", float("nan"))]) is None and fear_greed([]) is None
 
