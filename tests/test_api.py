@@ -108,7 +108,8 @@ def test_last_update_has_every_dataset_with_age_and_staleness(app):
     assert set(entry) == {"value", "updated_at", "age_s", "stale"}
     assert entry["updated_at"] == "2026-03-02 15:00:00" and entry["age_s"] == 30.0 and entry["stale"] is False
     assert set(body) == {"success", "watchlist", "whale_flows", "macd_scanner", "vpb_scanner",
-                         "ttm_squeeze_scanner", "market"}
+                         "ttm_squeeze_scanner", "cycle_scanner", "key_levels", "skew_metrics", "oi_flows",
+                         "market_sentiment", "market"}
 
 
 def test_last_update_null_for_a_dataset_never_written(tmp_path, make_app):

@@ -248,7 +248,8 @@ def test_stats_counts_every_dataset_and_lists_last_updates_newest_first(writer, 
     stats = reader.stats()
     assert stats == {
         "watchlist_count": 2, "whale_flows_count": 1, "macd_scanner_count": 0,
-        "vpb_scanner_count": 0, "ttm_squeeze_scanner_count": 0,
+        "vpb_scanner_count": 0, "ttm_squeeze_scanner_count": 0, "cycle_scanner_count": 0, "key_levels_count": 0,
+        "skew_metrics_count": 0, "oi_flows_count": 0, "market_sentiment_count": 0,
         "last_updates": [
             {"key": "ttm_squeeze_scanner", "value": "2024-05-06T14:30:05+00:00",
              "updated_at": "2024-05-06 14:30:05"},

@@ -9,12 +9,21 @@
 | `vpb_breakdown` | a vpb_scanner row with `sell_signal`      | symbol, session                  | bearish            |
 | `ttm_fire`      | a ttm_squeeze_scanner row with `recent_fire` | symbol, `fire_date`           | `fire_direction`   |
 | `whale_flow`    | a whale_flows row                         | contract, UTC day (the flow's de-duplication rule) | CALL bullish, PUT bearish |
+| `cycle_peak`    | a cycle_scanner row with signal_type PEAK | symbol, the peak's own bar (`extremum_date`) | bearish        |
+| `cycle_bottom`  | a cycle_scanner row with signal_type BOTTOM | symbol, `extremum_date`        | bullish            |
+| `gamma_flip_cross` | a symbol's key_levels over every expiration (expiry `all`) whose spot is on the other side of its `gamma_flip` than in the previous cycle | symbol, New York day, direction | above the flip bullish, below bearish |
+| `sentiment_change` | a market_sentiment row whose `sentiment_label` differs from the symbol's previous row | symbol, the row's `timestamp` | toward BULLISH bullish, toward BEARISH bearish |
 
 "Session" is the date of the daily bar the scan ran on (New York), so a cross that
 flickers during the day is one signal, and the same cross tomorrow is another. `at` is
 when it was recorded (UTC, the datasets' timestamp format); `values` (stored as
 `payload`) is the scanner's row as it was then, so the history says what the scanner
-saw even after the dataset moved on; `score` is the whale score (NULL for the others).
+saw even after the dataset moved on; `score` is the whale score, the sentiment score of a
+`sentiment_change` (NULL for the others). A cycle peak or bottom is recorded on the cycle that
+confirms it, five bars after its own bar, with that bar's date in its key: confirmed again by
+the next cycles, or on the partial bar of the session again and again, it stays one signal. A
+gamma-flip crossing or a sentiment change compares two successive cycles (the previous rows are
+read in the same transaction); the first cycle after a start compares with what the store held.
 Signals are written in the same transaction as the dataset they come from, so a
 dataset and its history never disagree; each writer prunes its own kinds older than its
 retention. `key` (UNIQUE) is what makes a signal "the same one": a second sighting is
@@ -34,16 +43,21 @@ from typing import Any, Iterable, Mapping, Optional
 from . import rows as R
 
 __all__ = ["Signal", "SIGNAL_KINDS", "DATASET_SIGNAL_KINDS", "CYCLE_RETENTION", "DEFAULT_SIGNAL_RETENTION_DAYS",
-           "snapshot_signals", "whale_signals", "record_signals", "select_signals", "record_cycle",
-           "select_cycles", "signal_row"]
+           "snapshot_signals", "whale_signals", "gamma_flip_signals", "sentiment_signals", "record_signals",
+           "select_signals", "record_cycle", "select_cycles", "signal_row"]
 
-SIGNAL_KINDS = ("whale_flow", "macd_cross", "ttm_fire", "vpb_breakout", "vpb_breakdown")
+SIGNAL_KINDS = ("whale_flow", "macd_cross", "ttm_fire", "vpb_breakout", "vpb_breakdown", "cycle_peak",
+                "cycle_bottom", "gamma_flip_cross", "sentiment_change")
 DATASET_SIGNAL_KINDS = {
     "macd_scanner": ("macd_cross",),
     "vpb_scanner": ("vpb_breakout", "vpb_breakdown"),
     "ttm_squeeze_scanner": ("ttm_fire",),
     "whale_flows": ("whale_flow",),
+    "cycle_scanner": ("cycle_peak", "cycle_bottom"),
+    "key_levels": ("gamma_flip_cross",),
+    "market_sentiment": ("sentiment_change",),
 }
+SENTIMENT_LABELS = ("BEARISH", "SLIGHTLY_BEARISH", "NEUTRAL", "SLIGHTLY_BULLISH", "BULLISH")
 DIRECTIONS = ("bullish", "bearish")
 DEFAULT_SIGNAL_RETENTION_DAYS = 30.0
 CYCLE_RETENTION = dt.timedelta(hours=48)
@@ -83,6 +97,11 @@ def snapshot_signals(dataset: str, rows: Iterable[Mapping[str, Any]], session: d
             if row.get("recent_fire") and row.get("fire_date"):
                 direction = row.get("fire_direction") if row.get("fire_direction") in DIRECTIONS else None
                 found = [("ttm_fire", direction, f"ttm_fire:{symbol}:{row['fire_date']}")]
+        elif dataset == "cycle_scanner":
+            found = [(kind, direction, f"{kind}:{symbol}:{row['extremum_date']}")
+                     for kind, direction, signal in (("cycle_peak", "bearish", "PEAK"),
+                                                     ("cycle_bottom", "bullish", "BOTTOM"))
+                     if row.get("signal_type") == signal and row.get("extremum_date")]
         else:
             raise ValueError(f"no signals are derived from {dataset!r}")
         out.extend(Signal(kind, symbol, direction, None, key, _values(row, dataset))
@@ -100,6 +119,48 @@ def whale_signals(rows: Iterable[Mapping[str, Any]]) -> list[Signal]:
         score = row.get("whale_score")
         out.append(Signal("whale_flow", symbol, "bullish" if kind == "CALL" else "bearish",
                           float(score) if score is not None else None, key, _values(row, R.WHALE_FLOWS)))
+    return out
+
+
+def gamma_flip_signals(previous: Mapping[str, Mapping], rows: Iterable[Mapping[str, Any]], day: str) -> list[Signal]:
+    """Crossings of the gamma flip between the previous cycle's key levels (symbol -> row) and these rows
+    (a symbol's over every expiration), on New York `day`."""
+    out = []
+    for row in rows:
+        before = previous.get(row["symbol"])
+        side, was = _side(row), _side(before) if before else None
+        if side is None or was is None or side == was:
+            continue
+        direction = "bullish" if side > 0 else "bearish"
+        values = {**_values(row, "key_levels"), "previous_underlying_price": before.get("underlying_price"),
+                  "previous_gamma_flip": before.get("gamma_flip")}
+        out.append(Signal("gamma_flip_cross", str(row["symbol"]), direction, None,
+                          f"gamma_flip_cross:{row['symbol']}:{day}:{direction}", values))
+    return out
+
+
+def _side(row: Mapping[str, Any]) -> Optional[int]:
+    """+1 with spot above the gamma flip, -1 below, None without a flip (or on it)."""
+    spot, flip = row.get("underlying_price"), row.get("gamma_flip")
+    if spot is None or flip is None or spot == flip:
+        return None
+    return 1 if spot > flip else -1
+
+
+def sentiment_signals(previous: Mapping[str, str], rows: Iterable[Mapping[str, Any]]) -> list[Signal]:
+    """A label change between a symbol's previous market_sentiment label (symbol -> label) and its new row."""
+    out = []
+    for row in rows:
+        before, label = previous.get(row["symbol"]), row.get("sentiment_label")
+        if before is None or label is None or before == label or before not in SENTIMENT_LABELS \
+                or label not in SENTIMENT_LABELS:
+            continue
+        direction = "bullish" if SENTIMENT_LABELS.index(label) > SENTIMENT_LABELS.index(before) else "bearish"
+        score = row.get("sentiment_score")
+        out.append(Signal("sentiment_change", str(row["symbol"]), direction,
+                          float(score) if score is not None else None,
+                          f"sentiment_change:{row['symbol']}:{row['timestamp']}",
+                          {**_values(row, "market_sentiment"), "previous_label": before}))
     return out
 
 

@@ -10,7 +10,7 @@ for 174 symbols alone would take most of it. So the store keeps:
   fetches anyway (open, high, low, last, volume: `update_session_bars`).
 - `expirations`: each symbol's expiration list of the day.
 - `option_chains`: the chains of the latest cycle, per symbol and expiry, for
-  every dataset that needs them (whale flows now).
+  every dataset that needs them (whale flows, the market structure, the API's key levels).
 
 A quote that disagrees with the stored history (its previous close is not
 the stored close of the session before: a split, a dividend adjustment, a
@@ -34,7 +34,7 @@ from .writer import StoreWriter
 
 log = logging.getLogger(__name__)
 CHAIN_FIELDS = ("type", "strike", "bid", "ask", "last", "mark", "volume", "open_interest", "delta", "iv", "dte",
-                "underlying_price")
+                "underlying_price", "gamma", "theta", "vega")
 # A quote's previous close may differ from the stored close by rounding; beyond this it is another history.
 DISAGREEMENT = 0.005
 

@@ -20,11 +20,12 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 from . import history as H
 from . import rows as R
 from . import schema
+from . import structure as S
 from .errors import SchemaTooNewError, StoreError, describe_sqlite_error
 from .writer import utc_now
 
 __all__ = ["StoreReader", "DATASET_NAMES",
-           "WATCHLIST_ORDERS", "WHALE_SORTS", "MACD_FILTERS", "VPB_FILTERS", "TTM_FILTERS"]
+           "WATCHLIST_ORDERS", "WHALE_SORTS", "MACD_FILTERS", "VPB_FILTERS", "TTM_FILTERS", "CYCLE_FILTERS"]
 
 DATASET_NAMES = tuple(R.DATASETS)
 DEFAULT_READER_BUSY_TIMEOUT_MS = 1000
@@ -61,6 +62,19 @@ TTM_FILTERS = {
     "fired": ("signal = 'fired'", "fire_date DESC, rowid"),
     "bullish": ("fire_direction = 'bullish'", "fire_date DESC, rowid"),
     "bearish": ("fire_direction = 'bearish'", "fire_date DESC, rowid"),
+}
+
+# The old service's order: peaks, bottoms, approaching peaks, approaching bottoms; strongest first.
+_CYCLE_ORDER = ("CASE signal_type WHEN 'PEAK' THEN 0 WHEN 'BOTTOM' THEN 1 WHEN 'APPROACHING_PEAK' THEN 2 "
+                "ELSE 3 END, strength DESC, symbol")
+CYCLE_FILTERS = {
+    "all": ("signal_type != 'NONE'", _CYCLE_ORDER),
+    "peak": ("signal_type = 'PEAK'", _CYCLE_ORDER),
+    "bottom": ("signal_type = 'BOTTOM'", _CYCLE_ORDER),
+    "approaching_peak": ("signal_type = 'APPROACHING_PEAK'", _CYCLE_ORDER),
+    "approaching_bottom": ("signal_type = 'APPROACHING_BOTTOM'", _CYCLE_ORDER),
+    "buy": ("signal_type IN ('BOTTOM', 'APPROACHING_BOTTOM')", _CYCLE_ORDER),
+    "sell": ("signal_type IN ('PEAK', 'APPROACHING_PEAK')", _CYCLE_ORDER),
 }
 
 
@@ -206,6 +220,52 @@ class StoreReader:
         where, order = _choice("filter", filter, TTM_FILTERS)
         return self._select("ttm_squeeze_scanner", where, order,
                             _bounded("limit", limit, MAX_LIMIT))
+
+    def cycle_scanner(self, filter: str = "all", limit: int = 20) -> list[dict]:
+        """all: every symbol with a signal; peak, bottom, approaching_*; buy = bottoms and approaching
+        bottoms, sell = peaks and approaching peaks; peaks first, then by strength."""
+        where, order = _choice("filter", filter, CYCLE_FILTERS)
+        return self._select("cycle_scanner", where, order, _bounded("limit", limit, MAX_LIMIT))
+
+    # -- the market structure (structure.py) -----------------------------------
+
+    def _structure(self, what: str, query: Callable, *args) -> Any:
+        with self._connection(what) as conn:
+            conn.execute("BEGIN")  # one snapshot for the whole answer
+            try:
+                return query(conn, *args)
+            finally:
+                conn.execute("COMMIT")
+
+    def latest_sentiment(self) -> list[dict]:
+        """Each symbol's latest market_sentiment row."""
+        return self._structure("market_sentiment", S.latest_sentiment)
+
+    def sentiment_history(self, symbol: Optional[str], hours: int, limit: int = MAX_LIMIT * 10) -> list[dict]:
+        since = R.format_ts(R.utc(self._now()) - dt.timedelta(hours=hours))
+        return self._structure("market_sentiment", S.sentiment_history, symbol, since, limit)
+
+    def structure_window(self, minutes: float) -> tuple[list[dict], list[dict]]:
+        """(whale flows, skew rows) of the last `minutes`, one snapshot (top opportunities, fear/greed)."""
+        since = R.format_ts(R.utc(self._now()) - dt.timedelta(minutes=minutes))
+        return self._structure("skew_metrics", lambda conn: (S.whales_since(conn, since), S.skew_since(conn, since)))
+
+    def latest_skew(self, symbol: Optional[str] = None, limit: int = MAX_LIMIT) -> list[dict]:
+        return self._structure("skew_metrics", S.latest_skew, symbol, _bounded("limit", limit, MAX_LIMIT))
+
+    def oi_flows(self, symbol: Optional[str] = None, limit: int = 50) -> list[dict]:
+        return self._structure("oi_flows", S.oi_flows, symbol, _bounded("limit", limit, MAX_LIMIT))
+
+    def stored_key_levels(self, symbol: str, expiry: str) -> Optional[dict]:
+        return self._structure("key_levels", S.key_levels, symbol, expiry)
+
+    def chains(self) -> list[dict]:
+        """The stored option chains: {symbol, expiry, fetched_at, contracts}."""
+        return self._structure("option_chains", S.chain_list)
+
+    def chain(self, symbol: str, expiry: Optional[str]) -> list[tuple]:
+        """A stored chain's contracts (structure.CHAIN_COLUMNS); every expiration of `symbol` with None."""
+        return self._structure("option_chains", S.chain_rows, symbol, expiry)
 
     def stats(self) -> dict[str, Any]:
         """Row counts per dataset and every last_update row, newest first (one snapshot)."""

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .errors import RowError
 
 __all__ = [
-    "Column", "DATASETS", "SNAPSHOT_DATASETS", "WHALE_FLOWS", "TIMESTAMP_COLUMN",
+    "Column", "DATASETS", "SNAPSHOT_DATASETS", "STRUCTURE_DATASETS", "WHALE_FLOWS", "TIMESTAMP_COLUMN",
     "to_db_rows", "from_db_row", "format_ts", "utc",
 ]
 
@@ -69,8 +69,35 @@ DATASETS: dict[str, tuple[Column, ...]] = {
         "squeeze_duration:int recent_fire:bool fire_date:date fire_direction:text "
         "price:real bb_upper:real bb_lower:real kc_upper:real kc_lower:real "
         "scanned_at:timestamp"),
+    # the market-structure datasets and the cycle scanner (schema v7)
+    "cycle_scanner": _cols(
+        "symbol:text! price:real cycle_value:real phase:real strength:real momentum:real signal_type:text! "
+        "signal_strength:text action:text extremum_date:date extremum_price:real last_peak_date:date "
+        "last_bottom_date:date scanned_at:timestamp",
+        signal_type=("PEAK", "BOTTOM", "APPROACHING_PEAK", "APPROACHING_BOTTOM", "NONE")),
+    "key_levels": _cols(
+        "symbol:text! expiry:text! underlying_price:real call_wall:real put_wall:real call_oi_wall:real "
+        "put_oi_wall:real max_gex:real flip_level:real gamma_flip:real net_gex:real pc_ratio:real "
+        "total_call_vol:int total_put_vol:int chain_fetched_at:text computed_at:timestamp"),
+    "skew_metrics": _cols(
+        "symbol:text! expiry:date! dte:int underlying_price:real atm_strike:real atm_iv:real call_25d_iv:real "
+        "put_25d_iv:real skew_25d:real put_call_ratio:real total_call_volume:int total_put_volume:int "
+        "total_call_oi:int total_put_oi:int unusual_contracts:int max_vol_oi:real implied_move:real "
+        "implied_move_pct:real computed_at:timestamp"),
+    "oi_flows": _cols(
+        "symbol:text! expiry:date! type:text! strike:real! volume:int open_interest:int vol_oi_ratio:real "
+        "mark:real notional:real delta:real iv:real underlying_price:real computed_at:timestamp",
+        type=("CALL", "PUT")),
+    "market_sentiment": _cols(
+        "symbol:text! price:real total_call_volume:int total_put_volume:int pc_volume_ratio:real "
+        "total_call_oi:int total_put_oi:int pc_oi_ratio:real call_gamma:real put_gamma:real net_gamma:real "
+        "avg_iv:real atm_iv:real iv_rank:real iv_history_days:int sentiment_score:real sentiment_label:text "
+        "data_quality:text expirations:int timestamp:timestamp",
+        sentiment_label=("BULLISH", "SLIGHTLY_BULLISH", "NEUTRAL", "SLIGHTLY_BEARISH", "BEARISH"),
+        data_quality=("LOW", "MEDIUM", "HIGH")),
 }
-SNAPSHOT_DATASETS = ("watchlist", "macd_scanner", "vpb_scanner", "ttm_squeeze_scanner")
+SNAPSHOT_DATASETS = ("watchlist", "macd_scanner", "vpb_scanner", "ttm_squeeze_scanner", "cycle_scanner")
+STRUCTURE_DATASETS = ("key_levels", "skew_metrics", "oi_flows", "market_sentiment")  # written together
 # The one timestamp column per dataset; optional in input, defaults to `now`.
 TIMESTAMP_COLUMN = {name: next(c.name for c in cols if c.kind == TS)
                     for name, cols in DATASETS.items()}

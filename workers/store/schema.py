@@ -205,6 +205,64 @@ _V6_HISTORY: tuple[str, ...] = (
     "CREATE INDEX cycles_at ON cycles (at)",
 )
 
+# v7: the market-structure datasets (workers/structure/, workers/market_structure.py) and the cycle
+# scanner. Chains keep the Greeks providers send (or the sim and Yahoo compute). `key_levels` holds
+# each chain's levels of the latest cycle (and a symbol's over every expiration, expiry 'all'),
+# `oi_flows` the latest cycle's unusual contracts; `skew_metrics` and `market_sentiment` are
+# histories (every cycle a row), `atm_iv_daily` one 30-day ATM IV per symbol and New York day, for
+# the IV rank.
+_V7_MARKET_STRUCTURE: tuple[str, ...] = (
+    "ALTER TABLE option_chains ADD COLUMN gamma REAL",
+    "ALTER TABLE option_chains ADD COLUMN theta REAL",
+    "ALTER TABLE option_chains ADD COLUMN vega REAL",
+    """CREATE TABLE cycle_scanner (
+        symbol TEXT NOT NULL UNIQUE,
+        price REAL, cycle_value REAL, phase REAL, strength REAL, momentum REAL,
+        signal_type TEXT NOT NULL, signal_strength TEXT, action TEXT,
+        extremum_date TEXT, extremum_price REAL, last_peak_date TEXT, last_bottom_date TEXT,
+        scanned_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE key_levels (
+        symbol TEXT NOT NULL, expiry TEXT NOT NULL,
+        underlying_price REAL, call_wall REAL, put_wall REAL, call_oi_wall REAL, put_oi_wall REAL,
+        max_gex REAL, flip_level REAL, gamma_flip REAL, net_gex REAL, pc_ratio REAL,
+        total_call_vol INTEGER, total_put_vol INTEGER, chain_fetched_at TEXT,
+        computed_at TEXT NOT NULL,
+        UNIQUE (symbol, expiry)
+    )""",
+    """CREATE TABLE skew_metrics (
+        symbol TEXT NOT NULL, expiry TEXT NOT NULL, dte INTEGER, underlying_price REAL,
+        atm_strike REAL, atm_iv REAL, call_25d_iv REAL, put_25d_iv REAL, skew_25d REAL,
+        put_call_ratio REAL, total_call_volume INTEGER, total_put_volume INTEGER,
+        total_call_oi INTEGER, total_put_oi INTEGER, unusual_contracts INTEGER, max_vol_oi REAL,
+        implied_move REAL, implied_move_pct REAL,
+        computed_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX skew_metrics_computed_at ON skew_metrics (computed_at)",
+    "CREATE INDEX skew_metrics_chain ON skew_metrics (symbol, expiry, computed_at)",
+    """CREATE TABLE oi_flows (
+        symbol TEXT NOT NULL, expiry TEXT NOT NULL, type TEXT NOT NULL CHECK (type IN ('CALL', 'PUT')),
+        strike REAL NOT NULL, volume INTEGER, open_interest INTEGER, vol_oi_ratio REAL, mark REAL,
+        notional REAL, delta REAL, iv REAL, underlying_price REAL,
+        computed_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE market_sentiment (
+        symbol TEXT NOT NULL, price REAL, total_call_volume INTEGER, total_put_volume INTEGER,
+        pc_volume_ratio REAL, total_call_oi INTEGER, total_put_oi INTEGER, pc_oi_ratio REAL,
+        call_gamma REAL, put_gamma REAL, net_gamma REAL, avg_iv REAL, atm_iv REAL, iv_rank REAL,
+        iv_history_days INTEGER, sentiment_score REAL, sentiment_label TEXT, data_quality TEXT,
+        expirations INTEGER,
+        timestamp TEXT NOT NULL
+    )""",
+    "CREATE INDEX market_sentiment_symbol ON market_sentiment (symbol, timestamp)",
+    """CREATE TABLE atm_iv_daily (
+        symbol TEXT NOT NULL,
+        date TEXT NOT NULL,
+        atm_iv REAL NOT NULL,
+        PRIMARY KEY (symbol, date)
+    ) WITHOUT ROWID""",
+)
+
 MIGRATIONS: tuple[Step, ...] = (
     _V1_CREATE_TABLES,        # 0 -> 1
     _V2_WHALE_IV,             # 1 -> 2
@@ -212,6 +270,7 @@ MIGRATIONS: tuple[Step, ...] = (
     _V4_WHALE_TOTAL_PREMIUM,  # 3 -> 4
     _V5_MARKET_CACHE,         # 4 -> 5
     _V6_HISTORY,              # 5 -> 6
+    _V7_MARKET_STRUCTURE,     # 6 -> 7
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

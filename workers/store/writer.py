@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional
 from . import history as H
 from . import rows as R
 from . import schema
+from . import structure as S
 from .errors import SchemaTooNewError, StoreError, describe_sqlite_error
 
 __all__ = ["StoreWriter", "WhaleFlowsResult", "utc_now"]
@@ -182,8 +183,8 @@ class StoreWriter:
                          session: Optional[dt.date] = None) -> int:
         """Replace `dataset` with `rows` and stamp last_update, atomically.
 
-        `dataset` is one of watchlist, macd_scanner, vpb_scanner,
-        ttm_squeeze_scanner; `rows` a DataFrame or a list of dicts with
+        `dataset` is one of rows.SNAPSHOT_DATASETS (watchlist, macd_scanner,
+        vpb_scanner, ttm_squeeze_scanner, cycle_scanner); `rows` a DataFrame or a list of dicts with
         exactly the API.md row fields (the timestamp field may be omitted: it
         is then `now`). One row per symbol. The stored rows of the symbols in
         `keep` (those this cycle could not fetch) stay as they are, with the
@@ -255,6 +256,22 @@ class StoreWriter:
             return WhaleFlowsResult(inserted, len(prepared) - inserted, expired)
 
         return self._run(R.WHALE_FLOWS, work)
+
+    def record_structure(self, rows: dict[str, Any], atm_ivs: dict[str, float], day: str, *,
+                         skew_retention_days: float, sentiment_retention_days: float) -> dict[str, int]:
+        """One market_structure cycle, atomically (structure.py): `rows` maps each of rows.STRUCTURE_DATASETS
+        to its rows (a DataFrame or dicts; the timestamp column may be left out), `atm_ivs` each symbol's
+        30-day ATM IV of New York `day`. Raises RowError for bad rows (nothing written), StoreError if the
+        database refused the write (the previous cycle stays)."""
+        now = self._clock()
+        prepared = {dataset: R.to_db_rows(dataset, rows.get(dataset, []), now) for dataset in R.STRUCTURE_DATASETS}
+        return self._run("key_levels", lambda conn: S.write(
+            conn, prepared, atm_ivs, now, day, skew_retention_days=skew_retention_days,
+            sentiment_retention_days=sentiment_retention_days, signal_retention_days=self.signal_retention_days))
+
+    def iv_histories(self, symbols, before: str) -> dict[str, list[float]]:
+        """Each symbol's stored daily ATM IVs before New York day `before`, oldest first."""
+        return self._run("atm_iv_daily", lambda conn: S.iv_histories(conn, symbols, before))
 
     def record_cycle(self, worker: str, duration_s: float, ok: bool) -> None:
         """One cycle of `worker` that ended now, for the cycle history (kept history.CYCLE_RETENTION)."""
