@@ -53,6 +53,11 @@ DATASET_WRITER_KIND = {
     "macd_scanner": "macd",
     "vpb_scanner": "vpb",
     "ttm_squeeze_scanner": "ttm",
+    "cycle_scanner": "cycle_scanner",
+    "key_levels": "market_structure",
+    "skew_metrics": "market_structure",
+    "oi_flows": "market_structure",
+    "market_sentiment": "market_structure",
 }
 STALE_INTERVALS = 3
 FALLBACK_STALE_AFTER_S = STALE_INTERVALS * 300.0

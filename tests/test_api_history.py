@@ -68,7 +68,8 @@ def test_signals_serves_the_history_newest_first_with_filters(app):
 
 
 @pytest.mark.parametrize("query, message", [
-    ("kind=cross", "kind must be one of whale_flow, macd_cross, ttm_fire, vpb_breakout, vpb_breakdown; got 'cross'"),
+    ("kind=cross", "kind must be one of whale_flow, macd_cross, ttm_fire, vpb_breakout, vpb_breakdown, cycle_peak, "
+                   "cycle_bottom, gamma_flip_cross, sentiment_change; got 'cross'"),
     ("symbol=a%20b", "symbol must be a ticker symbol"),
     ("since=yesterday", "since must be an ISO 8601 date or time"),
     ("since=0001-01-01", "since must be a time between 1970 and 9998"),

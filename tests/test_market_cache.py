@@ -118,7 +118,7 @@ def test_whale_flows_fetch_expirations_once_a_day_and_store_the_chains(tmp_path)
         clock.now = OPEN + dt.timedelta(minutes=5 * cycle)
         scan.run_cycle()
     assert calls(provider, "expirations") == len(WHALE_SYMBOLS)  # once each, not once per cycle
-    assert calls(provider, "option_chain") == 3 * len(WHALE_SYMBOLS) * 4
+    assert calls(provider, "option_chain") == 3 * (len(WHALE_SYMBOLS) * 4 + 2)  # SPY and QQQ: 5 expirations
     expiry = SimProvider(seed=1, clock=clock).expirations("SPY", 4)[0].isoformat()
     chain = MarketCache(scan.store).chain("SPY", expiry)
     assert len(chain) > 10 and set(chain["type"]) == {"CALL", "PUT"}
@@ -135,14 +135,14 @@ def test_check_config_prints_the_request_budget_and_warns_above_80_percent(tmp_p
     result = subprocess.run([*configs.MDWD, "--check-config", str(path)], capture_output=True, text=True,
                             timeout=60, env=configs.mdwd_environ())
     assert result.returncode == 0 and "warning" not in result.stderr
-    assert ("request budget, steady state: watchlist 4.0/min, whale_flows 20.0/min, macd 0.1/min, vpb 0.0/min, "
-            "ttm 0.0/min; total 24.1 of requests_per_minute 120 (20%)") in result.stdout
+    assert ("request budget, steady state: watchlist 4.0/min, whale_flows 20.4/min, macd 0.1/min, vpb 0.0/min, "
+            "ttm 0.0/min, cycle_scanner 0.0/min; total 24.5 of requests_per_minute 120 (20%)") in result.stdout
     assert "cold start: 174 bar histories and 25 expiration lists" in result.stdout
     path.write_text('[provider]\nkind = "schwab"\n[workers.watchlist]\ninterval = 10\nbatch_size = 20\n')
     result = subprocess.run([*configs.MDWD, "--check-config", str(path)], capture_output=True, text=True,
                             timeout=60, env=configs.mdwd_environ())
     assert result.returncode == 0
-    assert "total 74.1 of requests_per_minute 120 (62%)" in result.stdout
+    assert "total 74.5 of requests_per_minute 120 (62%)" in result.stdout
     path.write_text('[provider]\nkind = "schwab"\nrequests_per_minute = 80\n'
                     '[workers.watchlist]\ninterval = 10\nbatch_size = 20\n')
     result = subprocess.run([*configs.MDWD, "--check-config", str(path)], capture_output=True, text=True,

@@ -105,14 +105,15 @@ def test_market_state_says_the_session_and_when_the_next_one_opens(moment, expec
 def test_the_embedded_defaults_run_every_scanner_always_on_the_simulated_market_and_by_the_market_on_schwab():
     defaults = configs.defaults()["workers"]
     scanners = {name: table["kind"] for name, table in defaults.items() if table["kind"] in kinds.MARKET_SCHEDULES}
-    assert set(scanners.values()) == {"watchlist", "whale_flows", "macd", "vpb", "ttm"}
+    assert set(scanners.values()) == {"watchlist", "whale_flows", "macd", "vpb", "ttm", "cycle_scanner",
+                                      "market_structure"}
     for name, kind in scanners.items():
         spec = configs.from_tables({}, path="").workers[name]
         assert spec.options["schedule"] == "auto"
         assert resolve(spec.options["schedule"], "sim", kinds.MARKET_SCHEDULES[kind]).name == ALWAYS
     on_schwab = {kind: resolve("auto", "schwab", kinds.MARKET_SCHEDULES[kind]).name for kind in scanners.values()}
     assert on_schwab == {"watchlist": EXTENDED, "whale_flows": REGULAR, "macd": REGULAR, "vpb": REGULAR,
-                         "ttm": REGULAR}
+                         "ttm": REGULAR, "cycle_scanner": REGULAR, "market_structure": REGULAR}
 
 
 def test_an_explicit_schedule_wins_over_auto_and_the_kinds_spell_the_same_names():

@@ -144,7 +144,7 @@ def test_whale_chain_handed_over_is_quarantined_and_the_other_expirations_scanne
     scan, ctx = make_scan(whale_flows.WhaleFlowsScan, "whale_flows", tmp_path, quarantine=quarantine,
                           handed_over=handover("chain", f"TSLA {expiry}"))
     counts = scan.run_cycle()
-    assert counts["quarantined"] == 1 and counts["chains"] == len(ctx.options["symbols"]) * 4 - 1
+    assert counts["quarantined"] == 1 and counts["chains"] == len(ctx.options["symbols"]) * 4 + 2 - 1
     assert [q["item"] for q in quarantine.listing()] == [f"TSLA {expiry}"]
     assert ("chain", f"TSLA {expiry}") not in ctx.beats
 

@@ -33,6 +33,9 @@ class FakeContext:
     def hung_on(self, phase, item):
         return self.handed_over is not None and self.handed_over.names(phase, item)
 
+    def idle(self, seconds, phase="idle"):
+        self.beats.append((phase, None))
+
 
 def make_scan(scan_class, kind, tmp_path, provider=None, quarantine=None, handed_over=None, **options):
     ctx = FakeContext(kind, tmp_path, handed_over, **options)
@@ -110,7 +113,9 @@ def test_simulated_market_produces_every_technical_signal(tmp_path):
 def test_whale_cycle_stores_scored_flows_with_every_api_field(tmp_path):
     scan, ctx = make_scan(whale_flows.WhaleFlowsScan, "whale_flows", tmp_path)
     counts = scan.run_cycle()
-    assert counts["chains"] == len(ctx.options["symbols"]) * ctx.options["expirations"]
+    more = ctx.options["more_expirations"]  # SPY and QQQ: 5, for the market sentiment
+    assert more == {"SPY": 5, "QQQ": 5}
+    assert counts["chains"] == len(ctx.options["symbols"]) * ctx.options["expirations"] + 2
     flows = StoreReader(tmp_path, now=lambda: NOW).whale_flows(limit=1000, hours=24)
     assert flows, "the simulated market injects large trades; the scanner found none"
     for flow in flows:

@@ -4,9 +4,9 @@
 state, per worker, in requests per minute on a real provider:
 
 - watchlist: one quotes request per `batch_size` symbols per cycle;
-- whale_flows: one chain per symbol and expiration per cycle, plus each
-  symbol's expiration list once a day;
-- macd, vpb, ttm: the daily bars of every symbol they scan, once a day,
+- whale_flows: one chain per symbol and expiration per cycle (`more_expirations`
+  for the symbols it names), plus each symbol's expiration list once a day;
+- macd, vpb, ttm, cycle_scanner: the daily bars of every symbol they scan, once a day,
   shared by all of them (counted once, on the first of them); today's bar
   comes from the watchlist's quotes. A symbol the watchlist does not quote is
   fetched again by each cycle, so it counts per cycle.
@@ -19,7 +19,7 @@ import math
 
 WARN_SHARE = 0.8
 DAY_MINUTES = 24 * 60
-TECHNICAL = ("macd", "vpb", "ttm")
+TECHNICAL = ("macd", "vpb", "ttm", "cycle_scanner")  # market_structure makes no request: it reads the store
 
 
 def steady_state(config):
@@ -33,7 +33,9 @@ def steady_state(config):
         if spec.kind == "watchlist":
             rate = math.ceil(len(symbols) / int(spec.options["batch_size"])) * cycles
         elif spec.kind == "whale_flows":
-            rate = len(symbols) * int(spec.options["expirations"]) * cycles + len(symbols) / DAY_MINUTES
+            more = spec.options.get("more_expirations", {})
+            chains = sum(int(more.get(s, spec.options["expirations"])) for s in symbols)
+            rate = chains * cycles + len(symbols) / DAY_MINUTES
         elif spec.kind in TECHNICAL:
             daily = [s for s in symbols if s in quoted and s not in bars_counted]
             bars_counted.update(daily)

@@ -23,13 +23,16 @@ from supervisor.shared.checks import NUMBER, non_negative, one_of, positive, sym
 from workers.universe import WATCHLIST, WHALE_SYMBOLS
 
 # Datasets the API serves, each written by one kind ([api] stale_after names them).
-DATASETS = ("watchlist", "whale_flows", "macd_scanner", "vpb_scanner", "ttm_squeeze_scanner")
+DATASETS = ("watchlist", "whale_flows", "macd_scanner", "vpb_scanner", "ttm_squeeze_scanner", "cycle_scanner",
+            "key_levels", "skew_metrics", "oi_flows", "market_sentiment")
 SCHWAB_SECRETS = ("SCHWAB_*",)
 # When a scanner works (workers/market_hours.py): "auto" is always on the simulated market and, on a
 # real one, the kind's MARKET_SCHEDULES entry. Spelled here so that this module stays cheap to import.
 SCHEDULE_CHOICES = ("auto", "always", "regular", "extended")
 MARKET_SCHEDULES = {"watchlist": "extended", "whale_flows": "regular", "macd": "regular", "vpb": "regular",
-                    "ttm": "regular"}
+                    "ttm": "regular", "cycle_scanner": "regular", "market_structure": "regular"}
+SENTIMENT_SYMBOLS = ("SPY", "QQQ")
+SENTIMENT_EXPIRATIONS = 5
 API_SECRETS = ("MDW_API_TOKEN",)
 
 
@@ -58,6 +61,32 @@ def _scanner(entry, help, options):
     return Kind(entry=entry, help=help, sections=("provider",), options=options, secrets=SCHWAB_SECRETS)
 
 
+def _expirations_by_symbol(v):
+    ok = all(isinstance(k, str) and k == k.strip().upper() and k and isinstance(n, int) and not isinstance(n, bool)
+             and 1 <= n <= 12 for k, n in v.items())
+    return None if ok else "a table of SYMBOL = whole number 1..12, e.g. {SPY = 5}"
+
+
+def _structure_options():
+    """The market_structure kind reads what whale_flows stored: it has no quarantine and no provider calls."""
+    schedule = _scanner_options(WHALE_SYMBOLS, MARKET_SCHEDULES["market_structure"])
+    return {
+        "symbols": Option(list, list(WHALE_SYMBOLS), "symbols whose stored option chains it reads (whale_flows "
+                          "stores them)", symbols(allow_empty=False)),
+        "schedule": schedule["schedule"],
+        "sentiment_symbols": Option(list, list(SENTIMENT_SYMBOLS), "symbols of GET /api/market_sentiment",
+                                    symbols(allow_empty=True)),
+        "sentiment_expirations": Option(int, SENTIMENT_EXPIRATIONS, "their next expirations the sentiment reads "
+                                        "(whale_flows more_expirations must fetch as many)", whole(1, 12)),
+        "max_chain_age": Option(NUMBER, 900.0, "seconds after which a stored chain is too old to read",
+                                positive),
+        "wait_for_chains": Option(NUMBER, 60.0, "seconds a cycle waits for whale_flows' first chains", non_negative),
+        "skew_retention_days": Option(NUMBER, 7.0, "days of skew_metrics history kept", positive),
+        "sentiment_retention_days": Option(NUMBER, 30.0, "days of market_sentiment history kept", positive),
+        **_SIGNALS_OPTIONS,
+    }
+
+
 KINDS = {
     "watchlist": _scanner(
         "workers.watchlist:run", "quotes for the watchlist: price, daily change, volume",
@@ -75,6 +104,9 @@ KINDS = {
             min_premium=Option(NUMBER, 100_000.0, "traded notional (total_premium = volume x mark x 100) "
                                "in USD, at least", positive),
             retention_days=Option(NUMBER, 7.0, "days of flow history kept", positive),
+            more_expirations=Option(dict, {s: SENTIMENT_EXPIRATIONS for s in SENTIMENT_SYMBOLS},
+                                    "symbols scanned for more expirations than `expirations`, e.g. for the "
+                                    "market sentiment's 5", _expirations_by_symbol),
             **_SIGNALS_OPTIONS,
         ),
     ),
@@ -84,6 +116,13 @@ KINDS = {
                     _scanner_options(WATCHLIST, MARKET_SCHEDULES["vpb"], **_BARS_OPTIONS)),
     "ttm": _scanner("workers.technical:run_ttm", "TTM Squeeze on daily bars",
                     _scanner_options(WATCHLIST, MARKET_SCHEDULES["ttm"], **_BARS_OPTIONS)),
+    "cycle_scanner": _scanner("workers.technical:run_cycles", "cycle peaks and bottoms (Ehlers-style phase) on "
+                              "daily bars", _scanner_options(WATCHLIST, MARKET_SCHEDULES["cycle_scanner"],
+                                                             **_BARS_OPTIONS)),
+    "market_structure": Kind(
+        entry="workers.market_structure:run", sections=("provider",), options=_structure_options(),
+        help="key levels, skew and OI flows, market sentiment from the option chains whale_flows stores "
+             "(no upstream request)"),
     "api": Kind(
         entry="api.worker:run",
         help="the HTTP status API (Bottle on a production WSGI server); beats after answering itself",

@@ -76,9 +76,11 @@ def _open_kind(kind, section, state_dir):
 
 
 class Scan:
-    """Base of the scan types. Subclasses set `dataset` and implement `cycle()`."""
+    """Base of the scan types. Subclasses set `dataset` and implement `cycle()`; one that only reads
+    what others fetched (the market structure) sets `needs_provider = False` and gets none."""
 
     dataset = None
+    needs_provider = True
 
     def __init__(self, ctx, provider, store, quarantine):
         self.ctx = ctx
@@ -154,9 +156,10 @@ def report(ctx, scan, quarantine, timetable=None):
     provider's warnings: a login about to expire), shown by the supervisor until a report without them."""
     # A provider pair (a fallback) counts each provider's own calls: Schwab's failure that Yahoo answered is both.
     counts = getattr(scan.provider, "request_counts", None)
-    requests = counts() if counts else {scan.provider.name: dict(scan.requests)}
+    requests = counts() if counts else {scan.provider.name: dict(scan.requests)} if scan.provider else {}
     ctx.report(quarantined=quarantine.listing(), provider_requests=requests,
-               schedule=timetable.schedule.name if timetable else None, warnings=provider_warnings(scan.provider))
+               schedule=timetable.schedule.name if timetable else None,
+               warnings=provider_warnings(scan.provider) if scan.provider else [])
 
 
 def provider_warnings(provider):
@@ -210,7 +213,7 @@ def record_cycle(store, name, duration, ok):
 def run(ctx, scan_class):
     """The worker's main loop: never returns; every failure is reported, then retried next cycle."""
     provider_section = ctx.spec.sections.get("provider", {})
-    provider = open_provider(provider_section, ctx.state_dir)
+    provider = open_provider(provider_section, ctx.state_dir) if scan_class.needs_provider else None
     store = StoreWriter(ctx.state_dir,
                         signal_retention_days=float(ctx.options.get("signal_retention_days", 30.0)))
     quarantine = Quarantine(

@@ -1,4 +1,4 @@
-"""The technical scanners (MACD, volume-price breakout, TTM Squeeze): bars in, signals out.
+"""The technical scanners (MACD, volume-price breakout, TTM Squeeze, cycle): bars in, signals out.
 
 Each is its own supervised worker. A cycle takes a year of daily bars per
 symbol from the store's cache (a symbol's history is fetched at most once a
@@ -10,7 +10,7 @@ import pandas as pd
 
 from workers import scanner
 from workers.bars import DailyBars
-from workers.indicators import scan_macd, scan_ttm, scan_vpb
+from workers.indicators import scan_cycles, scan_macd, scan_ttm, scan_vpb
 from workers.scanner import CycleFailed, Scan
 
 
@@ -64,6 +64,17 @@ class TtmScan(BarsScan):
         return scan_ttm(wide["high"], wide["low"], wide["close"])
 
 
+class CycleScan(BarsScan):
+    """Cycle peaks and bottoms (workers/indicators/cycle.py); a peak or bottom is recorded in the signal
+    history once, on the cycle that confirms it, under its own bar's date."""
+
+    dataset = "cycle_scanner"
+    offset = 1 / 6
+
+    def scan(self, wide):
+        return scan_cycles(wide["close"])
+
+
 def run_macd(ctx):
     scanner.run(ctx, MacdScan)
 
@@ -74,3 +85,7 @@ def run_vpb(ctx):
 
 def run_ttm(ctx):
     scanner.run(ctx, TtmScan)
+
+
+def run_cycles(ctx):
+    scanner.run(ctx, CycleScan)

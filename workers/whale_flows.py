@@ -2,9 +2,10 @@
 
 For each whale symbol, the provider names the next `expirations` weekly
 expiry dates (Thursday in a Friday-holiday week; fetched once a day and kept
-in the store); for each, the chain within `strike_band_pct` of spot is
-fetched (one request, beating before it) and stored for every dataset that
-reads chains (workers/store/market.py). A contract is a whale flow when, on
+in the store), or as many as `more_expirations` says for that symbol (SPY and
+QQQ: 5, for the market sentiment); for each, the chain within
+`strike_band_pct` of spot is fetched (one request, beating before it) and
+stored for every dataset that reads chains (workers/store/market.py). A contract is a whale flow when, on
 the day,
 
     volume >= min_volume,  volume / open_interest >= min_vol_oi,
@@ -83,7 +84,8 @@ class WhaleFlowsScan(Scan):
     def cycle(self):
         opts = self.options
         symbols = list(opts["symbols"])
-        expiries, errors, skipped = self.expirations(symbols, int(opts["expirations"]))
+        counts = {s: int(opts.get("more_expirations", {}).get(s, opts["expirations"])) for s in symbols}
+        expiries, errors, skipped = self.expirations(symbols, counts)
         items = [f"{symbol} {expiry.isoformat()}" for symbol, dates in expiries.items() for expiry in dates]
         chains, chain_errors, chain_skipped = self.fetch_each(items, self.fetch_chain, phase="chain")
         self.check_provider()
@@ -105,18 +107,18 @@ class WhaleFlowsScan(Scan):
                 "failed": len(errors) + len(chain_errors), "quarantined": len(skipped) + len(chain_skipped),
                 "retention_days": float(opts["retention_days"])}
 
-    def expirations(self, symbols, count):
-        """Each symbol's next `count` expirations: from the store when fetched today, else fetched (and
-        stored for the rest of the day). Returns (dates by symbol, errors, skipped) like fetch_each."""
+    def expirations(self, symbols, counts):
+        """Each symbol's next `counts[symbol]` expirations: from the store when fetched today, else fetched
+        (and stored for the rest of the day). Returns (dates by symbol, errors, skipped) like fetch_each."""
         cache, today = MarketCache(self.store), new_york_date(self.store._clock())
-        known = {s: d for s in symbols if (d := cache.expirations(s, today)) is not None and len(d) >= count}
+        known = {s: d for s in symbols if (d := cache.expirations(s, today)) is not None and len(d) >= counts[s]}
         fetched, errors, skipped = self.fetch_each(
             [s for s in symbols if s not in known],
-            lambda s: self.provider.expirations(s, count, timeout=self.timeout), phase="expirations")
+            lambda s: self.provider.expirations(s, counts[s], timeout=self.timeout), phase="expirations")
         for symbol, dates in fetched.items():
             cache.put_expirations(symbol, dates, today)
         dates = {**known, **fetched}
-        return {s: [d for d in dates[s] if d.isoformat() >= today][:count] for s in symbols if s in dates}, \
+        return {s: [d for d in dates[s] if d.isoformat() >= today][:counts[s]] for s in symbols if s in dates}, \
             errors, skipped
 
     def share(self, chains):

@@ -189,3 +189,15 @@ class MarketCache:
             return conn.execute(f"SELECT fetched_at, {', '.join(CHAIN_FIELDS)} FROM option_chains "
                                 "WHERE symbol = ? AND expiry = ?", (symbol, expiry)).fetchall()
         return pd.DataFrame(self.writer.transaction("option_chains", work), columns=["fetched_at", *CHAIN_FIELDS])
+
+    def chains(self, symbols: Iterable[str], today: str) -> pd.DataFrame:
+        """Every stored chain of `symbols` expiring on or after `today`: `symbol`, `expiry`, `fetched_at` and
+        CHAIN_FIELDS, one row per contract (empty if none)."""
+        symbols = list(symbols)
+
+        def work(conn):
+            return conn.execute(f"SELECT symbol, expiry, fetched_at, {', '.join(CHAIN_FIELDS)} FROM option_chains "
+                                "WHERE expiry >= ? AND symbol IN (SELECT value FROM json_each(?)) "
+                                "ORDER BY symbol, expiry", (today, json.dumps(symbols))).fetchall()
+        return pd.DataFrame(self.writer.transaction("option_chains", work),
+                            columns=["symbol", "expiry", "fetched_at", *CHAIN_FIELDS])
