@@ -30,6 +30,7 @@ from workers.store import history as H
 from workers.store.rows import DATASETS
 
 from . import metrics
+from . import structure_routes
 from . import validation as V
 from .answers import JSON_CONTENT_TYPE, dumps, json_answer, json_endpoint, json_failure
 from .cors import CorsPolicy
@@ -181,7 +182,7 @@ class _JsonBottle(bottle.Bottle):
 
 def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
                api_name: str = "api", cors_origins=("*",),
-               clock: Optional[Callable[[], Any]] = None, refresh_token_expiry=None) -> bottle.Bottle:
+               clock: Optional[Callable[[], Any]] = None, refresh_token_expiry=None, live=None) -> bottle.Bottle:
     """The API over a StoreReader and a StatusSource (see api/status.py).
 
     `token` enables the mutating endpoints (empty: they answer 403).
@@ -191,7 +192,8 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     answer gets out before this server goes down. `clock` is the wall clock
     of the market's calendar (aware datetimes; default market_hours.utc_now).
     `refresh_token_expiry` gives /metrics the Schwab refresh token's seconds
-    left (api/metrics.py).
+    left (api/metrics.py). `live` (api/live.py) makes the market-structure endpoints' live fetches
+    (None: they answer 503).
     """
     clock = clock or market_hours.utc_now
     app = _JsonBottle(catchall=True)
@@ -201,7 +203,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     app.cors = CorsPolicy(cors_origins)
     app.cacheable = frozenset(("/api/watchlist", "/api/whale_flows", "/api/macd_scanner", "/api/vpb_scanner",
                                "/api/ttm_squeeze_scanner", "/api/stats", "/api/last_update", "/api/signals",
-                               "/api/cycles"))
+                               "/api/cycles", *structure_routes.CACHEABLE))
     registry = metrics.make_registry(status, reader, refresh_token_expiry)
 
     def query() -> dict[str, str]:
@@ -329,6 +331,8 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
         if answer.get("kind") == "unknown_name":
             return json_failure(404, f"no worker named {name!r}: {error}")
         return json_failure(409, error)
+
+    structure_routes.install(app, reader, live, clock)
 
     @app.get("/metrics")
     def prometheus():

@@ -19,13 +19,14 @@ import re
 from typing import Mapping
 from urllib.parse import parse_qsl
 
-from workers.store.reader import (MACD_FILTERS, MAX_LIMIT, TTM_FILTERS, VPB_FILTERS,
+from workers.store.reader import (CYCLE_FILTERS, MACD_FILTERS, MAX_LIMIT, TTM_FILTERS, VPB_FILTERS,
                                   WATCHLIST_ORDERS, WHALE_SORTS)
 
 __all__ = [
     "ParamError", "parse_query", "choice", "bounded_int", "window_hours", "bearer_token", "token_matches",
     "watchlist_params", "whale_flows_params", "scanner_params", "output_format", "symbol", "moment",
-    "signals_params", "symbol_days", "cycles_params",
+    "signals_params", "symbol_days", "cycles_params", "required_symbol", "expiry", "timeframe",
+    "sentiment_history_params", "CYCLE_FILTERS", "TIMEFRAMES",
     "MACD_FILTERS", "VPB_FILTERS", "TTM_FILTERS", "VPB_FILTER_ALIASES",
 ]
 
@@ -211,3 +212,41 @@ def cycles_params(params: Mapping[str, str]) -> tuple:
     if worker is not None and not _WORKER.fullmatch(worker):
         raise ParamError(f"worker must be a worker's name (letters, digits, '_', '-'); got {_echo(worker)}")
     return worker, bounded_int(params, "hours", MAX_CYCLE_HOURS, 6)
+
+
+# -- the market structure ------------------------------------------------------
+
+TIMEFRAMES = ("intraday", "daily")
+MAX_SENTIMENT_HOURS = 24 * 30  # market_sentiment's default retention
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def required_symbol(params: Mapping[str, str]) -> str:
+    if not params.get("symbol"):
+        raise ParamError("symbol is required: a ticker symbol such as SPY")
+    return symbol(params["symbol"])
+
+
+def expiry(params: Mapping[str, str], allow_all: bool) -> str:
+    """`expiry`, required: YYYY-MM-DD, or (where allowed) `all`: every stored expiration together."""
+    value = params.get("expiry")
+    allowed = "an expiration date YYYY-MM-DD" + (" or all (every stored expiration together)" if allow_all else "")
+    if not value:
+        raise ParamError(f"expiry is required: {allowed}")
+    if allow_all and value == "all":
+        return value
+    if _DATE.fullmatch(value):
+        try:
+            return dt.date.fromisoformat(value).isoformat()
+        except ValueError:
+            pass
+    raise ParamError(f"expiry must be {allowed}; got {_echo(value)}")
+
+
+def timeframe(params: Mapping[str, str]) -> str:
+    return choice(params, "timeframe", TIMEFRAMES, "intraday")
+
+
+def sentiment_history_params(params: Mapping[str, str]) -> tuple:
+    """(symbol or None, hours 1..720 (default 24)) of /api/market_sentiment/history."""
+    return symbol(params.get("symbol")), bounded_int(params, "hours", MAX_SENTIMENT_HOURS, 24)

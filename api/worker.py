@@ -54,6 +54,7 @@ from typing import Optional
 from supervisor.shared.control_client import ControlClient, socket_path
 from workers.store import StoreError, StoreReader
 
+from . import live
 from .app import create_app
 from .capacity import HEADER_TIMEOUT_S, MAX_CONNECTIONS_PER_PROCESS, connections_per_process, raise_open_files_limit
 from .listener import holders, reserve
@@ -149,7 +150,9 @@ class ApiWorker:
                               stale_overrides=self.settings.get("stale_after"))
         app = create_app(reader, status, token=self.settings["token"], cache_ttl=RESPONSE_CACHE_TTL_S,
                          api_name=self.ctx.name, cors_origins=self.settings["cors_origins"],
-                         refresh_token_expiry=refresh_token_expiry(self.ctx))
+                         refresh_token_expiry=refresh_token_expiry(self.ctx),
+                         live=live.from_config((getattr(self.ctx.spec, "sections", None) or {}).get("provider"),
+                                               self.ctx.state_dir))
         return served_by(app, os.getpid())
 
     def start(self) -> None:

@@ -27,7 +27,8 @@ from workers import scanner
 from workers.bars import new_york_date
 from workers.scanner import CycleFailed, Scan
 from workers.store.market import MarketCache
-from workers.structure import ALL_EXPIRATIONS, LEVEL_FIELDS, OI_FLOW_FIELDS, SENTIMENT_FIELDS, SKEW_FIELDS, analyse
+from workers.structure import (ALL_EXPIRATIONS, LEVEL_FIELDS, OI_FLOW_FIELDS, SENTIMENT_FIELDS, SKEW_FIELDS, analyse,
+                               plain_rows as records)
 
 log = logging.getLogger("market_structure")
 
@@ -94,12 +95,6 @@ class MarketStructureScan(Scan):
             row["chain_fetched_at"] = str(oldest[row["symbol"]] if row["expiry"] == ALL_EXPIRATIONS
                                           else fetched[(row["symbol"], row["expiry"])])
         return rows
-
-
-def records(frame, fields):
-    """Rows as dicts of plain values, NaN as None."""
-    out = frame.loc[:, list(fields)].astype(object)
-    return out.where(pd.notna(out), None).to_dict("records")
 
 
 def run(ctx):

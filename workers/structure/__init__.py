@@ -18,7 +18,7 @@ from .levels import LEVEL_FIELDS, STRIKE_FIELDS, key_levels
 from .sentiment import SENTIMENT_FIELDS, sentiment
 from .skew import OI_FLOW_FIELDS, SKEW_FIELDS, oi_flows, skew_metrics
 
-__all__ = ["ALL_EXPIRATIONS", "Structure", "analyse", "prepare", "key_levels", "skew_metrics", "oi_flows",
+__all__ = ["ALL_EXPIRATIONS", "Structure", "analyse", "plain_rows", "prepare", "key_levels", "skew_metrics", "oi_flows",
            "sentiment", "with_all_expirations", "LEVEL_FIELDS", "STRIKE_FIELDS", "SKEW_FIELDS", "OI_FLOW_FIELDS",
            "SENTIMENT_FIELDS"]
 
@@ -66,3 +66,9 @@ def analyse(contracts: pd.DataFrame, *, sentiment_symbols: Sequence[str] = ("SPY
     their_skew = skew.merge(chosen[["symbol", "expiry"]].drop_duplicates(), on=["symbol", "expiry"])
     mood = sentiment(chosen, their_skew, iv_histories or {})
     return Structure(levels, strikes, skew, oi_flows(prepared), mood)
+
+
+def plain_rows(frame: pd.DataFrame, fields: Sequence[str]) -> list[dict]:
+    """Rows as dicts of plain values (NaN as None), for the store and for JSON."""
+    out = frame.loc[:, list(fields)].astype(object)
+    return out.where(pd.notna(out), None).to_dict("records")
