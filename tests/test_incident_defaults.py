@@ -44,9 +44,10 @@ def test_one_hung_symbol_on_the_defaults_heals_every_scanner(make_tree):
     tree.wait_log(r"watchlist: WARNING watchlist: batch of 50 symbols \(SPY\.\.\.\w+\) will be fetched one by one")
     tree.wait_log(r"watchlist: stopping pid \d+ \(hang: no heartbeat for [\d.]+s; last beat 'fetch TSLA'\)")
 
-    def healed():
+    def healed():  # market_structure reads the store only: nothing of TSLA's to quarantine
         rows = {row["name"]: row for row in statuses(tree).values()}
-        return all(r["state"] == "RUNNING" and r["healthy"] and quarantined(r) == ["TSLA"]
+        return all(r["state"] == "RUNNING" and r["healthy"]
+                   and quarantined(r) == ([] if name == "market_structure" else ["TSLA"])
                    for name, r in rows.items() if name != "api") and rows
 
     # Two kills (2 x heartbeat_timeout), two backoffs (0.5 s, then ~1 s) and one cycle of every scanner.
@@ -56,7 +57,8 @@ def test_one_hung_symbol_on_the_defaults_heals_every_scanner(make_tree):
     assert fresh == set(WATCHLIST) - {"TSLA"}, f"first hang at {hung_at}"
     assert {r["symbol"] for r in reader.macd(limit=1000)} == set(WATCHLIST) - {"TSLA"}
     assert rows["watchlist"]["restarts_by_reason"] == {"hang": 2}  # the batch, then TSLA alone
-    assert all(rows[n]["restarts_by_reason"] == {"hang": 1} for n in ("whale_flows", "macd", "vpb", "ttm"))
+    assert all(rows[n]["restarts_by_reason"] == {"hang": 1}
+               for n in ("whale_flows", "macd", "vpb", "ttm", "cycle_scanner"))
     code, body = poll(lambda: (answer := health(port))[0] == 200 and answer, 15, interval=0.2,
                       what=lambda: f"/health to turn healthy: {health(port)}")
     assert body == {"status": "healthy"}
@@ -70,9 +72,9 @@ def test_provider_failing_every_call_makes_workers_unhealthy_and_quarantines_not
     port = tree.api_port()
     tree.wait_log(r"watchlist: ERROR scanner: watchlist cycle failed: \d+ of \d+ requests failed the same way")
 
-    def failing():
+    def failing():  # market_structure makes no request: it waits for the chains whale_flows cannot store
         rows = statuses(tree)
-        scanners = [r for name, r in rows.items() if name != "api"]
+        scanners = [r for name, r in rows.items() if name not in ("api", "market_structure")]
         return all(r["state"] == "RUNNING" and not r["healthy"] and "last cycle failed" in (r["failing"] or "")
                    for r in scanners) and rows
 
