@@ -35,7 +35,7 @@ def prepare(contracts: pd.DataFrame, now=None) -> pd.DataFrame:
     if missing:
         raise ValueError(f"contracts lack column(s) {', '.join(missing)}")
     out = contracts.reset_index(drop=True).copy()
-    out["expiry"] = [str(e)[:10] for e in out["expiry"]]
+    out["expiry"] = out["expiry"].astype(str).str.slice(0, 10).to_numpy(dtype=object)
     out["is_call"] = (out["type"].astype(str) == "CALL").to_numpy()
     for name in ("strike", "volume", "open_interest", "mark", "iv", "delta", "underlying_price"):
         out[name] = out[name].astype("float64")
@@ -56,9 +56,11 @@ def _years(frame: pd.DataFrame, now) -> np.ndarray:
     stamps = frame["fetched_at"] if "fetched_at" in frame.columns else pd.Series([now] * len(frame))
     if len(frame) and stamps.isna().any():
         raise ValueError("contracts without a fetch time: give `fetched_at` or `now`")
-    pairs = pd.DataFrame({"at": [str(s) for s in stamps], "expiry": frame["expiry"].to_numpy()})
-    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(pairs))
-    years = np.array([options_math.years_to_expiry(_aware(at), expiry) for at, expiry in uniques], dtype=float)
+    pairs = pd.DataFrame({"at": pd.Series(stamps).astype(str).to_numpy(dtype=object),
+                          "expiry": frame["expiry"].to_numpy()})
+    codes, keys = group_codes(pairs, ("at", "expiry"))
+    years = np.array([options_math.years_to_expiry(_aware(at), expiry) for at, expiry in
+                      zip(keys["at"], keys["expiry"])], dtype=float)
     return years[codes] if len(frame) else np.zeros(0)
 
 
@@ -68,12 +70,24 @@ def _aware(text: str) -> pd.Timestamp:
 
 
 def group_codes(frame: pd.DataFrame, by) -> tuple[np.ndarray, pd.DataFrame]:
-    """(code of each row's group, the groups' keys in code order): groups sorted by their keys."""
+    """(code of each row's group, the groups' keys in code order): groups sorted by their keys.
+
+    Each key column is factorised on its own (sorted) and the codes combined, so no tuple is built."""
     by = list(by)
     if not len(frame):
         return np.zeros(0, dtype=np.intp), pd.DataFrame(columns=by)
-    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(frame[by]), sort=True)
-    return codes.astype(np.intp), uniques.to_frame(index=False, name=by)
+    combined = np.zeros(len(frame), dtype=np.int64)
+    levels = []
+    for column in by:
+        codes, uniques = pd.factorize(frame[column].to_numpy(), sort=True)
+        combined = combined * len(uniques) + codes
+        levels.append(uniques)
+    present, inverse = np.unique(combined, return_inverse=True)
+    keys, rest = {}, present
+    for column, uniques in zip(reversed(by), reversed(levels)):
+        rest, index = np.divmod(rest, len(uniques))
+        keys[column] = np.asarray(uniques, dtype=object)[index]
+    return inverse.astype(np.intp), pd.DataFrame({column: keys[column] for column in by})
 
 
 def first_per_group(codes: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:

@@ -93,19 +93,27 @@ def _volume_flip(strikes: pd.DataFrame, codes: np.ndarray, groups: int) -> np.nd
 
 
 def total_gex_on_grid(prepared: pd.DataFrame, codes: np.ndarray, spots: np.ndarray) -> np.ndarray:
-    """Total dealer GEX of each group at each of its grid spots (groups x GRID), gamma re-priced."""
+    """Total dealer GEX of each group at each of its grid spots (groups x GRID), gamma re-priced.
+
+    At spot S' = s x g, gamma x S'^2 = S' phi(d1) / (sigma sqrt T) with d1 = (a + ln g) / (sigma sqrt T),
+    a = ln(s / K) + (r + sigma^2 / 2) T: the per-contract parts are computed once, the grid only adds ln g."""
     out = np.zeros((len(spots), GRID.size))
     sigma = prepared["iv"].to_numpy() / 100
-    usable = np.flatnonzero(np.isfinite(sigma) & (sigma > 0) & (prepared["open_interest"].to_numpy() > 0))
+    years = prepared["years"].to_numpy()
+    usable = np.flatnonzero(np.isfinite(sigma) & (sigma > 0) & (prepared["open_interest"].to_numpy() > 0)
+                            & (years > 0) & (prepared["strike"].to_numpy() > 0))
     usable = usable[np.argsort(codes[usable], kind="stable")]
     sign = np.where(prepared["is_call"].to_numpy(), 1.0, -1.0)
-    weight = sign * prepared["open_interest"].to_numpy() * GEX_UNIT
-    strike, years = prepared["strike"].to_numpy(), prepared["years"].to_numpy()
+    spot = spots[codes]
+    root = sigma * np.sqrt(np.where(years > 0, years, 1.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.log(spot / prepared["strike"].to_numpy()) + (options_math.RISK_FREE_RATE + sigma * sigma / 2) * years
+        weight = sign * prepared["open_interest"].to_numpy() * GEX_UNIT * spot / (root * np.sqrt(2 * np.pi))
+    log_grid, grid = np.log(GRID), GRID
     for start in range(0, usable.size, _CHUNK):
         rows = usable[start:start + _CHUNK]
-        at = spots[codes[rows]][:, None] * GRID[None, :]
-        gamma = options_math.gamma(at, strike[rows][:, None], sigma[rows][:, None], years[rows][:, None])
-        exposure = weight[rows][:, None] * gamma * at * at
+        d1 = (shift[rows][:, None] + log_grid) / root[rows][:, None]
+        exposure = weight[rows][:, None] * grid * np.exp(-0.5 * d1 * d1)
         group = codes[rows]
         firsts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
         out[group[firsts]] += np.add.reduceat(exposure, firsts, axis=0)
