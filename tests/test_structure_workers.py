@@ -93,3 +93,13 @@ def test_the_cycle_scanner_stores_every_symbol_and_records_its_peaks_and_bottoms
     signals = reader.signals(limit=1000)
     assert {(s["symbol"], s["values"]["extremum_date"]) for s in signals} == \
         {(r["symbol"], r["extremum_date"]) for r in confirmed}
+
+
+def test_check_config_warns_when_the_sentiment_wants_more_expirations_than_whale_flows_fetches():
+    from tests import configs
+    from workers import budget_plan
+
+    config = configs.from_tables({"workers": {"whale_flows": {"more_expirations": {"SPY": 3, "QQQ": 5}}}}, path="")
+    [warning] = [line for line in budget_plan.describe(config) if line.startswith("warning")]
+    assert "sentiment_expirations = 5, but whale_flows fetches fewer for SPY (3)" in warning
+    assert not [line for line in budget_plan.describe(configs.from_tables({}, path="")) if "warning" in line]

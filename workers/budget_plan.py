@@ -69,6 +69,7 @@ def describe(config):
         + f"; total {total:.1f} of requests_per_minute {budget} ({share:.0%})",
         f"request budget, cold start: {histories} bar histories and {lists} expiration lists, once",
     ]
+    lines += sentiment_warnings(config)
     if provider.get("kind", "sim") == "sim":
         lines.append("(the simulated market has no budget: these are what a real provider would be asked)")
     elif share > WARN_SHARE:
@@ -76,3 +77,25 @@ def describe(config):
                      f"above {WARN_SHARE:.0%} retries and split batches will run out of budget: "
                      "raise intervals or batch_size, or scan fewer symbols")
     return lines
+
+
+def sentiment_warnings(config):
+    """market_structure reads the chains whale_flows stores: say so when it would want more expirations
+    of a sentiment symbol than whale_flows fetches."""
+    specs = config.enabled_workers.values()
+    fetched = {}
+    for spec in specs:
+        if spec.kind == "whale_flows":
+            more = spec.options.get("more_expirations", {})
+            for symbol in spec.options["symbols"]:
+                fetched[symbol] = max(fetched.get(symbol, 0), int(more.get(symbol, spec.options["expirations"])))
+    out = []
+    for spec in specs:
+        if spec.kind != "market_structure":
+            continue
+        wanted = int(spec.options["sentiment_expirations"])
+        short = [f"{s} ({fetched.get(s, 0)})" for s in spec.options["sentiment_symbols"] if fetched.get(s, 0) < wanted]
+        if short:
+            out.append(f"warning: market_structure sentiment_expirations = {wanted}, but whale_flows fetches fewer for "
+                       f"{', '.join(short)}: the sentiment reads what is stored; set whale_flows more_expirations")
+    return out

@@ -126,7 +126,9 @@ KINDS = {
     "api": Kind(
         entry="api.worker:run",
         help="the HTTP status API (Bottle on a production WSGI server); beats after answering itself",
-        sections=("api", "provider"), secrets=API_SECRETS,  # [provider]: the Schwab token's gauge
+        # [provider]: the Schwab token's gauge, and the live fetches of /api/key_levels and /api/market_snapshot
+        # (api/live.py: with the access token the scanners keep fresh; the API holds no Schwab app secret)
+        sections=("api", "provider"), secrets=API_SECRETS,
     ),
 }
 
