@@ -16,9 +16,28 @@ def check(tmp_path, text):
 
 
 def test_embedded_defaults_are_valid_and_run_something():
-    config = configs.load(None, environ={})
+    config = configs.load(None, environ={"HOME": "/home/ann"})
     assert config.enabled_workers
-    assert config.state_dir.endswith("/var")
+    assert config.state_dir == "/home/ann/.local/state/market-data-worker"  # whatever the current directory
+
+
+def test_the_default_state_dir_follows_xdg_state_home_and_systemd():
+    assert configs.load(None, environ={"HOME": "/h", "XDG_STATE_HOME": "/xdg"}).state_dir == "/xdg/market-data-worker"
+    assert configs.load(None, environ={"HOME": "/h", "XDG_STATE_HOME": "rel"}).state_dir == \
+        "/h/.local/state/market-data-worker"  # a relative XDG_STATE_HOME is invalid: ignored, as the spec says
+    assert configs.load(None, environ={"HOME": "/h", "STATE_DIRECTORY": "/var/lib/m"}).state_dir == "/var/lib/m"
+
+
+def test_a_relative_state_dir_is_relative_to_the_config_files_folder(tmp_path, monkeypatch):
+    (tmp_path / "etc").mkdir()
+    path = tmp_path / "etc" / "mdwd.toml"
+    path.write_text('[supervisor]\nstate_dir = "../state"\n')
+    monkeypatch.chdir(tmp_path / "etc")
+    here = configs.load(path, environ={}).state_dir
+    monkeypatch.chdir("/")
+    assert configs.load(path, environ={}).state_dir == here == str(tmp_path / "state")
+    path.write_text('[supervisor]\nstate_dir = "~/mdw"\n')
+    assert configs.load(path, environ={"HOME": "/home/ann"}).state_dir == "/home/ann/mdw"
 
 
 def test_file_overrides_defaults_key_by_key():
