@@ -224,9 +224,14 @@ def _build(merged, override, path, environ, problems, registry):
         else:
             _check("supervisor", key, value, *SUPERVISOR_KEYS[key][:2], problems)
     supervisor_ok = len(problems) == before
-    if supervisor_ok and sup["backoff_max"] < sup["backoff_initial"]:
-        problems.append(f"supervisor.backoff_max = {sup['backoff_max']!r}: allowed is a number >= "
-                        f"backoff_initial ({sup['backoff_initial']:g})")
+    if supervisor_ok and sup["backoff_max"] < sup["backoff_initial"]:  # once, naming the key the file set
+        own = override.get("supervisor") if isinstance(override.get("supervisor"), dict) else {}
+        if "backoff_max" in own or "backoff_initial" not in own:
+            problems.append(f"supervisor.backoff_max = {sup['backoff_max']!r}: allowed is a number >= "
+                            f"backoff_initial ({sup['backoff_initial']:g})")
+        else:
+            problems.append(f"supervisor.backoff_initial = {sup['backoff_initial']!r}: allowed is a number <= "
+                            f"backoff_max ({sup['backoff_max']:g})")
         supervisor_ok = False
     state_dir = state_dir_of(override, environ, path)
     workers = {}

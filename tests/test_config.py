@@ -87,6 +87,21 @@ def test_check_config_names_key_value_and_what_is_allowed(tmp_path, text, expect
     assert expected in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("[supervisor]\nbackoff_initial = 10\nbackoff_max = 1\n",
+     "supervisor.backoff_max = 1: allowed is a number >= backoff_initial (10)"),
+    ("[supervisor]\nbackoff_initial = 100\n",
+     "supervisor.backoff_initial = 100: allowed is a number <= backoff_max (60)"),
+    ("[supervisor]\nbackoff_max = 0.5\n", "supervisor.backoff_max = 0.5: allowed is a number >= backoff_initial (1)"),
+    ("[supervisor]\nbackoff_max = 2\n[workers.macd]\nbackoff_initial = 10\n",
+     "workers.macd.backoff_initial = 10: allowed is a number <= backoff_max (2)"),
+])
+def test_backoff_limits_in_conflict_are_reported_once_where_they_were_set(tmp_path, text, expected):
+    """Not once per worker that inherits them (the embedded defaults run six)."""
+    result = check(tmp_path, text)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"{tmp_path / 'c.toml'}: {expected}"]
+
+
 def test_check_config_reports_every_problem_one_per_line(tmp_path):
     result = check(tmp_path, "[supervisor]\nheartbeat_timeout = -1\nstop_timeout = -2\nfoo = 3\n")
     assert result.returncode == 2
