@@ -327,7 +327,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
             return _answer(202, {"success": True, "name": name, "status": "restart queued"})
         error = str(answer.get("error") or "the supervisor refused the restart")
         if answer.get("kind") == "unknown_name":
-            return _failure(404, f"no worker named {name!r}: {error}")
+            return _failure(404, error)  # mdwd's own words: "no worker named 'x'; known: ..."
         return _failure(409, error)
 
     @app.get("/metrics")

@@ -38,7 +38,8 @@ def test_api_child_reports_the_tree_and_restarts_a_worker_on_an_authorised_reque
     old_pid = rows["watchlist"]["pid"]
     assert http("POST", f"{base}/api/workers/watchlist/restart")[0] == 401
     assert http("POST", f"{base}/api/workers/watchlist/restart", token="wrong")[0] == 401
-    assert http("POST", f"{base}/api/workers/nope/restart", token=TOKEN)[0] == 404
+    assert http("POST", f"{base}/api/workers/nope/restart", token=TOKEN) == (
+        404, {"success": False, "error": "no worker named 'nope'; known: watchlist, api"})
     assert http("POST", f"{base}/api/workers/watchlist/restart", token=TOKEN)[0] == 202
     tree.wait_log(rf"watchlist: pid {old_pid} ended: SIGTERM \(manual: restart requested\)")
     health = poll(lambda: (lambda r: r if r[0] == 200 else None)(http("GET", f"{base}/health")), 10,

@@ -79,7 +79,7 @@ def test_restart_gives_a_new_pid_and_counts_a_manual_restart(tree):
 def test_unknown_name_exits_4_and_names_the_known_ones(tree):
     result = ctl(tree, "restart", "gamma")
     assert result.returncode == 4
-    assert "unknown worker 'gamma'; known: alpha, beta" in result.stderr
+    assert result.stderr == "mdwctl: no worker named 'gamma'; known: alpha, beta\n"  # said once
     assert ctl(tree, "tail", "gamma").returncode == 4
 
 
