@@ -20,10 +20,11 @@ $(VENV)/.test-deps: $(BIN)/python setup.cfg pyproject.toml
 	touch $@ $(VENV)/.run-deps
 
 ## run: install into .venv and run the whole supervised tree in the foreground (Ctrl-C stops it,
-## exit 0); CONFIG=file.toml runs with that config over the embedded defaults
+## exit 0), its state in ./var (STATE_DIR=); CONFIG=file.toml runs with that config over the embedded defaults
 # supervisor.foreground gives mdwd the terminal, so a Ctrl-C stops mdwd cleanly without killing make.
+STATE_DIR ?= $(CURDIR)/var
 run: $(VENV)/.run-deps
-	$(BIN)/python -m supervisor.foreground $(BIN)/mdwd $(if $(CONFIG),--config $(CONFIG))
+	$(BIN)/python -m supervisor.foreground $(BIN)/mdwd --state-dir $(STATE_DIR) $(if $(CONFIG),--config $(CONFIG))
 
 ## test: install with the test extra (and promtool) and run the test suite
 test: $(VENV)/.test-deps promtool

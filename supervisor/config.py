@@ -121,20 +121,21 @@ def read_file(path):
         raise ConfigError(["not usable TOML: arrays or tables nest too deeply"], source) from None
 
 
-def load(path=None, *, registry, environ=None):
-    """Read `path` (or only the defaults when None) and validate the merged result."""
+def load(path=None, *, registry, environ=None, state_dir=None):
+    """Read `path` (or only the defaults when None) and validate the merged result. `state_dir`
+    (mdwd --state-dir) wins over the config's and the default one."""
     override = read_file(path) if path else {}
     return from_tables(override, str(path or ""), environ, str(path) if path else "embedded defaults",
-                       registry=registry)
+                       registry=registry, state_dir=state_dir)
 
 
-def from_tables(override, path="", environ=None, source="config", *, registry):
+def from_tables(override, path="", environ=None, source="config", *, registry, state_dir=None):
     """Validate `override` (parsed TOML tables) merged over the embedded defaults."""
     environ = os.environ if environ is None else environ
     try:
         merged = merge(defaults(registry), override)
         problems = []
-        config = _build(merged, override, path, environ, problems, registry)
+        config = _build(merged, override, path, environ, problems, registry, state_dir)
     except RecursionError:
         raise ConfigError(["arrays or tables nest too deeply"], source) from None
     if problems:
@@ -203,7 +204,7 @@ def _tables_only(merged, registry, problems):
             merged[section] = default.get(section, {})
 
 
-def _build(merged, override, path, environ, problems, registry):
+def _build(merged, override, path, environ, problems, registry, forced_state_dir=None):
     _tables_only(merged, registry, problems)
     for section, spec in registry.sections.items():
         table = merged.get(section, {})
@@ -233,7 +234,7 @@ def _build(merged, override, path, environ, problems, registry):
             problems.append(f"supervisor.backoff_initial = {sup['backoff_initial']!r}: allowed is a number <= "
                             f"backoff_max ({sup['backoff_max']:g})")
         supervisor_ok = False
-    state_dir = state_dir_of(override, environ, path)
+    state_dir = os.path.abspath(forced_state_dir) if forced_state_dir else state_dir_of(override, environ, path)
     workers = {}
     for name, table in merged.get("workers", {}).items():
         spec = _worker(name, table, merged, state_dir, problems, supervisor_ok, registry)
