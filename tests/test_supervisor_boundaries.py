@@ -57,9 +57,12 @@ def test_unread_stderr_never_blocks_the_loop(make_tree):
             return int.from_bytes(count, sys.byteorder) >= 60000  # the pipe (64 KiB) is full
         poll(queued, 20, what="mdwd's stderr pipe to fill up")
         client = ControlClient(tree.state_dir / "mdwd.sock", timeout=5.0)
+
+        def good_state():
+            return {r["name"]: r for r in client.call("status")["workers"]}["good"]["state"]
+        poll(lambda: good_state() == "RUNNING", 20, what="the good worker to run while the pipe is full")
         for _ in range(5):
-            rows = {r["name"]: r for r in client.call("status")["workers"]}
-            assert rows["good"]["state"] == "RUNNING"
+            assert good_state() == "RUNNING"
         os.set_blocking(read_end, False)
         seen = b""
 
