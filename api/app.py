@@ -34,6 +34,7 @@ from . import metrics
 from . import validation as V
 from .cors import CorsPolicy
 from .health import health_problems
+from .page import index, install_page, wants_html
 from .status import SupervisorUnavailable, schedules
 
 __all__ = ["create_app", "JSON_CONTENT_TYPE", "WORKER_FIELDS", "dumps"]
@@ -249,11 +250,12 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     @app.get("/")
     @_endpoint
     def home():
-        """The old banner, `cache_stats` being /api/stats's `stats`. The seam for the status page
-        (another issue): a request whose Accept asks for text/html is to get it here, then with
-        `Vary: Accept`. Until it exists every client, a browser too, gets this JSON."""
+        """The status page for a browser (api/page.py: Accept names text/html); for every other
+        client the old banner, `cache_stats` being /api/stats's `stats`."""
+        if wants_html(bottle.request.environ.get("HTTP_ACCEPT")):
+            return index()
         return _answer(200, {"status": "running", "service": SERVICE_NAME, "version": SERVICE_VERSION,
-                             "cache_stats": stats_of_the_store()})
+                             "cache_stats": stats_of_the_store()}, {"Vary": "Accept"})
 
     @app.get("/health")
     @_endpoint
@@ -336,6 +338,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
         response.content_type = metrics.CONTENT_TYPE
         return response
 
+    install_page(app, status=status, token=token, refresh_token_expiry=refresh_token_expiry)
     return app
 
 
