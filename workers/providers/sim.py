@@ -29,8 +29,9 @@ volume many times its open interest, large enough to pass the old system's
 whale-score threshold. `iv` is in percent, like Schwab's.
 
 Holidays: NYSE closures from a table for 2024-2027 (including the 2025-01-09
-national day of mourning) and the exchange's rules for other years. A weekly
-expiration whose Friday is a holiday moves to the previous trading day.
+national day of mourning) and the exchange's rules for other years
+(sim_calendar.py). A weekly expiration whose Friday is a holiday moves to the
+previous trading day.
 """
 from __future__ import annotations
 
@@ -47,103 +48,20 @@ import pandas as pd
 
 from ..universe import DEFAULT_UNIVERSE
 from .base import Provider, ProviderError, QuoteBatch, bars_frame, chain_frame
+from .sim_calendar import (EPOCH, HOLIDAY_TABLE, day_index, day_of, holidays_by_rule,  # noqa: F401 (its API)
+                           is_trading_day, nyse_holidays, weekly_expirations)
 
 NEW_YORK = ZoneInfo("America/New_York")
 
 CYCLE, FIRE = 40, 32
 SESSION_MINUTES = 390
 OPEN_TIME = dt.time(9, 30)
-EPOCH = np.datetime64("2015-01-02", "D")
 _SYMBOL = re.compile(r"^[A-Z][A-Z0-9./]{0,9}$")
-
-# --- NYSE calendar ------------------------------------------------------------
-
-_TABLE = {
-    2024: ("01-01", "01-15", "02-19", "03-29", "05-27", "06-19", "07-04", "09-02", "11-28",
-           "12-25"),
-    2025: ("01-01", "01-09", "01-20", "02-17", "04-18", "05-26", "06-19", "07-04", "09-01",
-           "11-27", "12-25"),
-    2026: ("01-01", "01-19", "02-16", "04-03", "05-25", "06-19", "07-03", "09-07", "11-26",
-           "12-25"),
-    2027: ("01-01", "01-18", "02-15", "03-26", "05-31", "06-18", "07-05", "09-06", "11-25",
-           "12-24"),
-}
-HOLIDAY_TABLE = {year: tuple(dt.date.fromisoformat(f"{year}-{d}") for d in days)
-                 for year, days in _TABLE.items()}
-
-
-def _easter(year: int) -> dt.date:
-    """Gregorian Easter Sunday (anonymous algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    g = (8 * b + 13) // 25
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    l_ = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * l_) // 451
-    month, day = divmod(h + l_ - 7 * m + 114, 31)
-    return dt.date(year, month, day + 1)
-
-
-def _nth_weekday(year, month, weekday, n):
-    first = dt.date(year, month, 1)
-    return first + dt.timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
-
-
-def _observed(day: dt.date) -> dt.date | None:
-    if day.weekday() == 5:
-        return day - dt.timedelta(days=1)
-    return day + dt.timedelta(days=1) if day.weekday() == 6 else day
-
-
-def holidays_by_rule(year: int) -> tuple[dt.date, ...]:
-    """NYSE full-day holidays by the exchange's rules (no one-off closures)."""
-    new_year = dt.date(year, 1, 1)
-    days = [] if new_year.weekday() == 5 else [_observed(new_year)]  # Saturday: not observed
-    days += [_nth_weekday(year, 1, 0, 3), _nth_weekday(year, 2, 0, 3),
-             _easter(year) - dt.timedelta(days=2),
-             dt.date(year, 5, 31) - dt.timedelta(days=dt.date(year, 5, 31).weekday())]
-    if year >= 2022:
-        days.append(_observed(dt.date(year, 6, 19)))
-    days += [_observed(dt.date(year, 7, 4)), _nth_weekday(year, 9, 0, 1),
-             _nth_weekday(year, 11, 3, 4), _observed(dt.date(year, 12, 25))]
-    return tuple(sorted(days))
-
-
-def nyse_holidays(year: int) -> tuple[dt.date, ...]:
-    return HOLIDAY_TABLE.get(year) or holidays_by_rule(year)
-
-
-_CALENDAR = np.busdaycalendar(holidays=[d for y in range(2000, 2081) for d in nyse_holidays(y)])
-
-
-def is_trading_day(day: dt.date) -> bool:
-    return bool(np.is_busday(np.datetime64(day, "D"), busdaycal=_CALENDAR))
-
-
-def weekly_expirations(after: dt.date, count: int) -> list[dt.date]:
-    """The next `count` weekly expirations strictly after `after`: Fridays, or the
-    trading day before when the Friday is a holiday (Thursday in Good Friday week)."""
-    friday = after + dt.timedelta(days=(4 - after.weekday()) % 7)
-    out = []
-    while len(out) < count:
-        expiry = np.busday_offset(np.datetime64(friday, "D"), 0, roll="backward",
-                                  busdaycal=_CALENDAR).astype(dt.date)
-        if expiry > after:
-            out.append(expiry)
-        friday += dt.timedelta(days=7)
-    return out
-
-
-def _day_index(day) -> int:
-    """Trading days since EPOCH (for a non-trading day: the next trading day's index)."""
-    return int(np.busday_count(EPOCH, np.datetime64(day, "D"), busdaycal=_CALENDAR))
-
 
 # Rough price levels of well-known symbols around REFERENCE_DAY, so the demo looks like a market;
 # other symbols get a seeded level between $20 and $400.
 REFERENCE_DAY = dt.date(2026, 1, 2)
-_REFERENCE_INDEX = _day_index(REFERENCE_DAY)
+_REFERENCE_INDEX = day_index(REFERENCE_DAY)
 REFERENCE_PRICES = {
     "SPY": 600.0, "QQQ": 520.0, "IWM": 230.0, "DIA": 440.0, "VTI": 300.0, "VOO": 550.0,
     "AAPL": 240.0, "MSFT": 430.0, "GOOGL": 190.0, "GOOG": 192.0, "AMZN": 220.0, "META": 600.0,
@@ -152,10 +70,6 @@ REFERENCE_PRICES = {
     "UBER": 65.0, "ABNB": 130.0, "DASH": 170.0, "RBLX": 60.0, "NFLX": 900.0, "JPM": 240.0,
     "V": 320.0, "MA": 530.0, "UNH": 500.0, "LLY": 780.0, "XOM": 110.0, "WMT": 90.0, "COST": 920.0,
 }
-
-
-def _day_of(index: np.ndarray) -> np.ndarray:
-    return np.busday_offset(EPOCH, index, roll="forward", busdaycal=_CALENDAR)
 
 
 # --- numerical helpers ---------------------------------------------------------
@@ -220,8 +134,8 @@ class SimProvider(Provider):
         today = now.date()
         minute = (now.hour * 60 + now.minute) - (OPEN_TIME.hour * 60 + OPEN_TIME.minute)
         if is_trading_day(today) and minute >= 0:
-            return today, _day_index(today), min(minute, SESSION_MINUTES)
-        return today, _day_index(today) - 1, SESSION_MINUTES
+            return today, day_index(today), min(minute, SESSION_MINUTES)
+        return today, day_index(today) - 1, SESSION_MINUTES
 
     # -- the daily model -------------------------------------------------------
 
@@ -340,7 +254,7 @@ class SimProvider(Provider):
                             "volume": int(day["volume"][0] * _CUM_PROFILE[minute]),
                             "open": round(float(path[0]), 4), "high": round(float(path.max()), 4),
                             "low": round(float(path.min()), 4),
-                            "session": str(_day_of(np.array([index]))[0])}
+                            "session": str(day_of(np.array([index]))[0])}
         return QuoteBatch.build(rows, errors)
 
     def daily_bars(self, symbol, days=365, *, timeout=None) -> pd.DataFrame:
@@ -348,7 +262,7 @@ class SimProvider(Provider):
         if days < 1:
             raise ValueError("days must be >= 1")
         today, index, minute = self._now()
-        lo = min(_day_index(today - dt.timedelta(days=days)), index)
+        lo = min(day_index(today - dt.timedelta(days=days)), index)
         bars = self._daily(symbol, lo, index)
         ohlc = {k: np.exp(bars[k]) for k in ("open", "high", "low", "close")}
         volume = bars["volume"].copy()
@@ -356,7 +270,7 @@ class SimProvider(Provider):
             path = np.exp(self._path(symbol, index)[:minute + 1])
             ohlc["high"][-1], ohlc["low"][-1], ohlc["close"][-1] = path.max(), path.min(), path[-1]
             volume[-1] *= _CUM_PROFILE[minute]
-        dates = pd.DatetimeIndex(_day_of(np.arange(lo, index + 1)).astype("datetime64[ns]"),
+        dates = pd.DatetimeIndex(day_of(np.arange(lo, index + 1)).astype("datetime64[ns]"),
                                  name="date")
         return bars_frame(dates, ohlc["open"].round(4), ohlc["high"].round(4),
                           ohlc["low"].round(4), ohlc["close"].round(4), volume.round())
@@ -375,7 +289,7 @@ class SimProvider(Provider):
             starts = np.arange(0, upto, minutes)
             ends = np.minimum(starts + minutes, upto)
             vol = self._day(symbol, session)["volume"][0]
-            day = pd.Timestamp(_day_of(np.array([session]))[0]).date()
+            day = pd.Timestamp(day_of(np.array([session]))[0]).date()
             opening = pd.Timestamp(dt.datetime.combine(day, OPEN_TIME), tz=NEW_YORK)
             frames.append(bars_frame(
                 pd.DatetimeIndex(opening + pd.to_timedelta(starts, unit="min"), name="datetime"),
