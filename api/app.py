@@ -1,6 +1,7 @@
 """The HTTP API (API.md) as a Bottle application: `create_app(reader, status, token=...)`.
 
-Every answer is JSON (`application/json; charset=utf-8`) except /metrics.
+Every answer is JSON (`application/json; charset=utf-8`) except /metrics and
+the status page (api/page.py: GET / for a browser, and its /static/ files).
 Bodies are written the way the old Flask service's `jsonify` wrote them -
 keys sorted, no spaces, non-ASCII escaped, a trailing newline - so the
 dashboard client sees the same bytes. Errors are `{"success": false,

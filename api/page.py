@@ -12,7 +12,9 @@ routes to the API's Bottle app (api/app.py calls it from create_app):
   other name is a JSON 404 like every other error of the API.
 - `GET /api/page`: what the page needs besides the data endpoints - whether
   restarts are enabled (a token is configured: never the token itself),
-  each dataset's staleness limit, each worker's interval and
+  each dataset's staleness limit and the workers that write it (none: a
+  dataset nobody writes is no problem; null while mdwd is unreachable),
+  each worker's interval and
   heartbeat_timeout (the page shows a worker failing once its last beat is
   older than half its heartbeat_timeout, before the supervisor kills it),
   with [provider] kind = "schwab" the refresh token's seconds left
@@ -40,6 +42,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import bottle
+
+from .status import DATASET_WRITER_KIND
 
 __all__ = ["install_page", "wants_html", "index", "load_static", "StaticFile", "POLL_S", "PAGE_FILES"]
 
@@ -201,11 +205,21 @@ def install_page(app: bottle.Bottle, *, status, token: str = "",
             "restart_enabled": bool(token),
             "poll_s": POLL_S,
             "supervisor_reachable": rows is not None,
-            "datasets": {name: {"stale_after_s": limit} for name, limit in status.limits(rows).items()},
+            "datasets": {name: {"stale_after_s": limit, "writers": _writers(rows, name)}
+                         for name, limit in status.limits(rows).items()},
             "workers": workers,
             "schwab_token": None if refresh_token_expiry is None
             else {"expires_in_s": _seconds_left(refresh_token_expiry)},
         })
+
+
+def _writers(rows, dataset: str) -> Optional[list[str]]:
+    """The workers that write `dataset` (by kind, stopped ones included), or None when the rows are unknown."""
+    if rows is None:
+        return None
+    kind = DATASET_WRITER_KIND[dataset]
+    return sorted(row["name"] for row in rows if isinstance(row, dict) and row.get("kind") == kind
+                  and isinstance(row.get("name"), str))
 
 
 def _seconds_left(refresh_token_expiry) -> Optional[float]:

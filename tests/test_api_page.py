@@ -103,8 +103,10 @@ def test_page_info_says_whether_restarts_are_enabled_without_revealing_the_token
 def test_page_info_gives_the_dataset_limits_and_the_workers_heartbeat_timeouts(make_app, control):
     control.rows[0] = worker_row("watchlist", interval=20.0, heartbeat_timeout=8.0)
     body = get(make_app(), "/api/page").json
-    assert body["datasets"]["watchlist"] == {"stale_after_s": 60.0}  # 3 x its writer's interval
-    assert body["datasets"]["macd_scanner"] == {"stale_after_s": 180.0}
+    assert body["datasets"]["watchlist"] == {"stale_after_s": 60.0, "writers": ["watchlist"]}  # 3 x its interval
+    assert body["datasets"]["macd_scanner"] == {"stale_after_s": 180.0, "writers": ["macd"]}
+    del control.rows[2]  # no macd worker any more: nobody writes macd_scanner
+    assert get(make_app(), "/api/page").json["datasets"]["macd_scanner"]["writers"] == []
     assert body["workers"]["watchlist"] == {"interval": 20.0, "heartbeat_timeout": 8.0}
     assert set(body["workers"]) == {"watchlist", "whale_flows", "macd", "vpb", "ttm", "api"}
     assert body["supervisor_reachable"] is True and body["poll_s"] > 0 and body["schwab_token"] is None
@@ -114,7 +116,7 @@ def test_page_info_without_the_supervisor_says_so_and_gives_the_fallback_limits(
     body = get(make_app(socket=str(tmp_path / "gone.sock")), "/api/page").json
     assert body["success"] is True and body["supervisor_reachable"] is False and body["workers"] == {}
     assert len(body["datasets"]) == 5
-    assert all(d == {"stale_after_s": FALLBACK_STALE_AFTER_S} for d in body["datasets"].values())
+    assert all(d == {"stale_after_s": FALLBACK_STALE_AFTER_S, "writers": None} for d in body["datasets"].values())
 
 
 @pytest.mark.parametrize("expiry, shown", [(lambda: 3600.04, 3600.0), (lambda: -5.0, -5.0), (lambda: None, None),

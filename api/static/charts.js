@@ -37,8 +37,10 @@
     return plot;
   }
 
-  const points = (label, stroke, size = 9) => ({label, stroke, fill: stroke, width: 0, paths: () => null,
-                                                points: {show: true, size, stroke, fill: stroke}});
+  // Marks differ by shape as well as colour: filled dots, or hollow rings (`hollow`).
+  const points = (label, stroke, size = 9, hollow = false) => ({
+    label, stroke, fill: hollow ? "#fff" : stroke, width: 0, paths: () => null,
+    points: {show: true, size, width: hollow ? 2 : 1, stroke, fill: hollow ? "#fff" : stroke}});
   const bars = (label, stroke) => ({label, stroke, fill: stroke + "99", width: 1,
                                     paths: uPlot.paths.bars({size: [0.7, 12]})});
   const line = (label, stroke, extra) => ({label, stroke, width: 1.5, ...extra});
@@ -50,12 +52,12 @@
     const d = answer.data, x = d.date.map(day), n = d.date.length;
     if (!n) return `No bars for ${answer.symbol}.`;
     const time = {x: {time: true}};
-    add(container, `${answer.symbol}: close, Bollinger and Keltner bands, VPB breakouts (\u25B2 green) and breakdowns (\u25BC red)`, {
+    add(container, `${answer.symbol}: close, Bollinger and Keltner bands; VPB breakouts (filled green dots above the high) and breakdowns (red rings below the low)`, {
       scales: time,
       series: [{}, line("Close", COLORS.price, {width: 2}),
                line("BB upper", COLORS.band, {dash: [4, 4], width: 1}), line("BB lower", COLORS.band, {dash: [4, 4], width: 1}),
                line("KC upper", COLORS.kc, {dash: [2, 3], width: 1}), line("KC lower", COLORS.kc, {dash: [2, 3], width: 1}),
-               points("VPB breakout", COLORS.up, 11), points("VPB breakdown", COLORS.down, 11)],
+               points("VPB breakout", COLORS.up, 11), points("VPB breakdown", COLORS.down, 11, true)],
     }, [x, d.close, d.bb_upper, d.bb_lower, d.kc_upper, d.kc_lower,
         only(d.vpb_breakout, d.high), only(d.vpb_breakdown, d.low)], 260);
     add(container, "MACD (12, 26, 9): line, signal and histogram", {
@@ -63,9 +65,9 @@
       series: [{}, bars("Histogram", COLORS.hist), line("MACD", COLORS.macd), line("Signal", COLORS.signal)],
     }, [x, d.macd_histogram, d.macd, d.macd_signal], 160);
     const zero = d.squeeze_on.map(() => 0);
-    add(container, "TTM Squeeze: momentum; dots on zero: squeeze on (red) or off (green)", {
+    add(container, "TTM Squeeze: momentum; on the zero line, squeeze on (filled red dots) or off (green rings)", {
       scales: time,
-      series: [{}, bars("Momentum", COLORS.hist), points("Squeeze on", COLORS.down, 6), points("Squeeze off", COLORS.up, 6)],
+      series: [{}, bars("Momentum", COLORS.hist), points("Squeeze on", COLORS.down, 6), points("Squeeze off", COLORS.up, 6, true)],
     }, [x, d.ttm_momentum, only(d.squeeze_on.map((s) => s === true), zero),
         only(d.squeeze_on.map((s) => s === false), zero)], 140);
     return summary(answer.symbol, d, n);
@@ -85,7 +87,8 @@
   }
 
   /** One small chart per worker from GET /api/cycles rows: durations, failed cycles marked. */
-  function cycles(container, rows) {
+  function cycles(container, rows, hours) {
+    const now = Date.now() / 1000, range = () => [now - hours * 3600, now];
     const byWorker = new Map();
     for (const row of rows) {
       if (!byWorker.has(row.worker)) byWorker.set(row.worker, []);
@@ -102,11 +105,11 @@
       slot.dataset.worker = worker;
       container.append(slot);
       charts.set(slot, []);
-      add(slot, `${worker}: ${list.length} cycles, median ${fmt(median, 2)} s, ${failed} failed (red)`, {
-        scales: {x: {time: true}}, legend: {show: false},
+      add(slot, `${worker}: ${list.length} cycles, median ${fmt(median, 2)} s, ${failed} failed (red rings)`, {
+        scales: {x: {time: true, range}}, legend: {show: false},
         axes: [{}, {size: 50, values: (u, ticks) => ticks.map((t) => `${t} s`)}],
         series: [{}, line("Duration (s)", COLORS.macd, {points: {show: list.length < 60, size: 4}}),
-                 points("Failed", COLORS.failed, 7)],
+                 points("Failed", COLORS.failed, 7, true)],
       }, [x, y, list.map((r, i) => (r.ok ? null : y[i]))], 110);
       charts.get(container).push(...charts.get(slot));
       charts.delete(slot);

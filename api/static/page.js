@@ -3,7 +3,7 @@
  * "Status page"). Status is always said in words and a symbol, never by colour alone. */
 "use strict";
 (function () {
-  const SCANS_EVERY_S = 15, CYCLES_EVERY_S = 30, TOKEN_KEY = "mdw-api-token";
+  const SCANS_EVERY_S = 15, CYCLES_EVERY_S = 30, CYCLE_HOURS = 6, TOKEN_KEY = "mdw-api-token";
   const $ = (id) => document.getElementById(id);
   const BADGES = {ok: "\u2714 OK", bad: "\u2716 FAILING", late: "\u2716 NO BEAT", warn: "\u26A0 WARNING",
                   stopped: "\u25A0 STOPPED", starting: "\u2026 STARTING", unknown: "? UNKNOWN"};
@@ -152,18 +152,24 @@
       let item = state.datasets.get(name);
       if (!item) {
         item = {badge: el("span", {class: "badge"}), text: el("span", {class: "text"}),
-                meter: el("meter", {min: "0", "aria-label": `${name} age against its limit`})};
+                meter: el("meter", {min: "0", optimum: "0", "aria-label": `${name} age against its limit`})};
         item.node = el("li", {"data-dataset": name}, item.badge, " ", el("span", {class: "label", text: name}), " ",
                        item.meter, " ", item.text);
         state.datasets.set(name, item);
         list.append(item.node);
       }
-      const limit = (limits[name] || {}).stale_after_s;
-      const status = !d ? "bad" : d.stale ? "bad" : "ok";
+      const {stale_after_s: limit, writers} = limits[name] || {};
+      const unused = !d && writers && writers.length === 0;
+      const status = unused ? "stopped" : !d || d.stale ? "bad" : "ok";
       item.node.dataset.status = status;
-      setText(item.badge, !d ? "\u2716 NEVER WRITTEN" : d.stale ? "\u2716 STALE" : "\u2714 FRESH");
-      setText(item.text, !d ? `limit ${duration(limit)}` : `${duration(d.age_s)} old, limit ${duration(limit)}`);
-      if (limit) { item.meter.max = limit; item.meter.value = d ? Math.min(d.age_s, limit) : limit; }
+      setText(item.badge, unused ? "\u2013 UNUSED" : !d ? "\u2716 NEVER WRITTEN" : d.stale ? "\u2716 STALE" : "\u2714 FRESH");
+      setText(item.text, unused ? "no worker writes it" : !d ? `limit ${duration(limit)}` :
+                         `${duration(d.age_s)} old, limit ${duration(limit)}` +
+                         (writers && writers.length ? ` (written by ${writers.join(", ")})` : ""));
+      item.meter.hidden = !d || !limit;
+      if (d && limit) {
+        Object.assign(item.meter, {max: limit, low: limit / 2, high: limit * 0.9, value: Math.min(d.age_s, limit)});
+      }
     }
   }
 
@@ -175,8 +181,9 @@
     };
     if (market) {
       const next = market.open ? `closes ${when(market.next_close)}` : `opens ${when(market.next_open)}`;
-      fact("market", market.open ? "ok" : "stopped", `${market.session}; ${next}`,
-           market.open ? "\u25CF OPEN" : "\u25CB CLOSED");
+      const badge = market.open ? "\u25CF OPEN" : market.session === "closed" ? "\u25CB CLOSED" :
+        `\u25D0 ${market.session.toUpperCase()}`;  // pre-market, after-hours: the session is closed
+      fact("market", market.open ? "ok" : "stopped", `${market.session} session; ${next}`, badge);
     }
     if (info) {
       const token = info.schwab_token;
@@ -320,10 +327,18 @@
     }
     scan.rows = answer.body.data;
     setText(note, scan.rows.length ? `${scan.rows.length} rows` : "No rows yet.");
-    const focused = document.activeElement && document.activeElement.closest(`#${scan.id}-table`) ?
-      document.activeElement.dataset.key || null : null;
+    const active = document.activeElement;
+    const focused = active && active.closest(`#${scan.id}-table`) ? focusKey(active) : null;
     renderTable(scan);
-    if (focused) $(`${scan.id}-table`).querySelector(`button[data-key="${focused}"]`).focus();
+    const again = focused && $(`${scan.id}-table`).querySelector(focused);
+    if (again) again.focus();  // a re-drawn table keeps the keyboard's place
+  }
+
+  /** A selector finding the same button in a re-drawn table (a sort button or a symbol). */
+  function focusKey(node) {
+    if (node.dataset.key) return `button[data-key="${CSS.escape(node.dataset.key)}"]`;
+    if (node.dataset.symbol) return `button[data-symbol="${CSS.escape(node.dataset.symbol)}"]`;
+    return null;
   }
 
   async function refreshScans() {
@@ -334,7 +349,10 @@
 
   async function openSymbol(symbol, opener) {
     const section = $("symbol");
-    state.opener = opener || state.opener;
+    if (opener) {
+      const table = opener.closest("table");
+      state.opener = [opener, table ? `#${table.id}` : "#scans"];
+    }
     state.symbol = symbol;
     section.hidden = false;
     setText($("symbol-title"), symbol);
@@ -358,13 +376,16 @@
       $("symbol").hidden = true;
       state.symbol = null;
       window.MdwCharts.clear($("symbol-charts"));
-      if (state.opener && document.contains(state.opener)) state.opener.focus();
+      // Back to the button that opened it, or to its twin if the table was re-drawn meanwhile.
+      const [opener, where] = state.opener || [];
+      const target = opener && (document.contains(opener) ? opener : document.querySelector(`${where} ${focusKey(opener)}`));
+      if (target) target.focus();
     });
     $("symbol-days").addEventListener("change", () => state.symbol && openSymbol(state.symbol));
   }
 
   async function refreshCycles() {
-    const answer = await api("/api/cycles?hours=6");
+    const answer = await api(`/api/cycles?hours=${CYCLE_HOURS}`);
     const note = $("cycles-note");
     if (answer.status !== 200) {
       setText(note, answer.status === 404 ? "Cycle history is not available on this server." :
@@ -372,7 +393,7 @@
       return;
     }
     setText(note, answer.body.count ? "" : "No cycles recorded in the last 6 hours.");
-    window.MdwCharts.cycles($("cycle-charts"), answer.body.data);
+    window.MdwCharts.cycles($("cycle-charts"), answer.body.data, CYCLE_HOURS);
   }
 
   function start() {
