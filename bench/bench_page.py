@@ -23,6 +23,13 @@ Target: a whole refresh under load has p99 <= 500 ms (the page stays
 responsive while other clients hammer the API), and no call fails.
 
 wrk is the Debian package (bench_api installs it when missing, as root).
+
+What we found on the 2-core development box (shared with other work, so
+noisy): a whole refresh p50 32 ms and p99 53 ms on the idle tree, 44 and
+168 ms (3.2x) while wrk made ~21,000 requests/s to the two hammered scans
+with no error. Every call but one has p50 <= 10 ms either way; the slowest is
+/api/symbol (the indicators over a year of bars on each call: p50 21 -> 31 ms,
+p99 40 -> 100 ms), then the watchlist at limit 1000 (p99 20 -> 54 ms busy).
 """
 from __future__ import annotations
 

@@ -73,8 +73,9 @@ def test_the_page_on_the_embedded_defaults_shows_every_worker_and_dataset_on_a_d
     symbols = page.locator("#watchlist-table tbody th").all_inner_texts()
     assert symbols == sorted(symbols) and len(symbols) > 100
     assert page.locator('#watchlist-table th[aria-sort="ascending"] button').get_attribute("data-key") == "symbol"
-    page.evaluate("() => window.scrollTo(0, 0)")
-    page.screenshot(path=str(tmp_path / "page-desktop.png"))  # the first screen (docs/page.png)
+    # The health section and the cycle charts (docs/page.png), then the whole page.
+    page.screenshot(path=str(tmp_path / "page-desktop.png"), full_page=True,
+                    clip={"x": 0, "y": 0, "width": 1280, "height": 1300})
     page.screenshot(path=str(tmp_path / "page-desktop-full.png"), full_page=True)
 
     phone = open_page(base + "/", viewport=PHONE).page

@@ -105,7 +105,7 @@
       slot.dataset.worker = worker;
       container.append(slot);
       charts.set(slot, []);
-      add(slot, `${worker}: ${list.length} cycles, median ${fmt(median, 2)} s, ${failed} failed (red rings)`, {
+      add(slot, `${worker}: ${list.length} cycle${list.length === 1 ? "" : "s"}, median ${fmt(median, 2)} s, ${failed} failed (red rings)`, {
         scales: {x: {time: true, range}}, legend: {show: false},
         axes: [{}, {size: 50, values: (u, ticks) => ticks.map((t) => `${t} s`)}],
         series: [{}, line("Duration (s)", COLORS.macd, {points: {show: list.length < 60, size: 4}}),
