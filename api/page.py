@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from typing import Callable, Optional
 
 import bottle
 
+from .answers import json_answer, json_endpoint, json_failure
 from .status import DATASET_WRITER_KIND
 
 __all__ = ["install_page", "wants_html", "index", "load_static", "StaticFile", "POLL_S", "PAGE_FILES"]
@@ -144,14 +144,6 @@ def wants_html(accept: Optional[str]) -> bool:
     return html > json_
 
 
-def _json(status: int, obj) -> bottle.HTTPResponse:
-    """A JSON answer written as api/app.py writes them (sorted keys, compact, ASCII, newline)."""
-    body = (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode("ascii")
-    response = bottle.HTTPResponse(body=body, status=status)
-    response.content_type = "application/json; charset=utf-8"
-    return response
-
-
 def _file_response(item: StaticFile, cache_control: str, environ) -> bottle.HTTPResponse:
     headers = {"ETag": item.etag, "Cache-Control": cache_control, **SECURITY_HEADERS}
     if item.etag in (environ.get("HTTP_IF_NONE_MATCH") or "").replace(" ", "").split(","):
@@ -191,16 +183,17 @@ def install_page(app: bottle.Bottle, *, status, token: str = "",
         item = files.get(name)
         if item is None or name == INDEX:
             shown = name if len(name) <= 100 else name[:100] + "..."
-            return _json(404, {"success": False, "error": f"no such static file: {shown!r}"})
+            return json_failure(404, f"no such static file: {shown!r}")
         pinned = bottle.request.query.get("v") == item.digest
         return _file_response(item, IMMUTABLE if pinned else REVALIDATE, bottle.request.environ)
 
     @app.get("/api/page")
+    @json_endpoint
     def page_info():
         rows = status.rows_or_none()
         workers = {row["name"]: {"interval": row.get("interval"), "heartbeat_timeout": row.get("heartbeat_timeout")}
                    for row in rows or () if isinstance(row, dict) and isinstance(row.get("name"), str)}
-        return _json(200, {
+        return json_answer(200, {
             "success": True,
             "restart_enabled": bool(token),
             "poll_s": POLL_S,

@@ -200,7 +200,7 @@ class FakeSchwab:
             stamps = [int(ts.timestamp() * 1000) for ts in bars.index]
         else:
             start = dt.datetime.fromtimestamp(int(query["startDate"][0]) / 1000, dt.timezone.utc)
-            days = (MARKET_TIME - start).days
+            days = (self.market._clock() - start).days
             bars = self.market.daily_bars(symbol, days)
             stamps = [int(dt.datetime.combine(ts.date(), dt.time(), CHICAGO).timestamp() * 1000)
                       for ts in bars.index]
@@ -210,7 +210,7 @@ class FakeSchwab:
 
     def expirationchain_payload(self, query):
         symbol = query["symbol"][0]
-        today = MARKET_TIME.date()
+        today = self.market._clock().date()
         weeklies = self.market.expirations(symbol, 6)
         dates = set(weeklies)
         if symbol in ("SPY", "QQQ", "IWM"):  # dailies, as for the big index ETFs

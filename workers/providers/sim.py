@@ -22,7 +22,11 @@ coming every day.
 
 Intraday prices are a Brownian bridge from each session's open to its close,
 so quotes move minute by minute during market hours (9:30-16:00 New York) and
-today's daily bar is the partial session so far. Option chains are priced with
+today's daily bar is the partial session so far. Outside the session (evenings,
+nights, weekends, holidays) a quote is the last close plus a small, slow,
+bounded after-hours drift (`after_hours_drift`, under 0.5 %), so `make run`
+shows movement at any hour; such a quote carries no `session`, since it is not
+part of a session's daily bar, and the daily bars never change after the close. Option chains are priced with
 Black-Scholes on a per-symbol implied volatility with a smile; now and then (per
 symbol, expiration and hour) one near-the-money contract gets a whale trade:
 volume many times its open interest, large enough to pass the old system's
@@ -73,6 +77,19 @@ REFERENCE_PRICES = {
 
 
 # --- numerical helpers ---------------------------------------------------------
+
+AFTER_HOURS_SETTLE_MIN = 5.0  # the close stands still this long: the last in-session quote finalises the bar
+_DRIFT_PERIODS_MIN = np.array([23.0, 71.0, 197.0])
+
+
+def after_hours_drift(phases: np.ndarray, minutes_after_close: float) -> float:
+    """The after-hours move, as a fraction of the close: 0 until AFTER_HOURS_SETTLE_MIN after it, then a sum of
+    three slow waves (periods 23, 71 and 197 minutes, phases per symbol) ramping up over 30 minutes, |x| < 0.005."""
+    if minutes_after_close <= AFTER_HOURS_SETTLE_MIN:
+        return 0.0
+    ramp = min(1.0, (minutes_after_close - AFTER_HOURS_SETTLE_MIN) / 30.0)
+    waves = np.sin(2 * np.pi * minutes_after_close / _DRIFT_PERIODS_MIN + phases).sum() / 3
+    return float(0.0045 * ramp * waves)
 
 def _norm_cdf(x: np.ndarray) -> np.ndarray:
     """Standard normal CDF (Abramowitz-Stegun 7.1.26, |error| < 1.5e-7)."""
@@ -136,6 +153,12 @@ class SimProvider(Provider):
         if is_trading_day(today) and minute >= 0:
             return today, day_index(today), min(minute, SESSION_MINUTES)
         return today, day_index(today) - 1, SESSION_MINUTES
+
+    def _minutes_after_close(self, index: int) -> float:
+        """Minutes since session `index` closed at 16:00 New York (0 while it is still open)."""
+        day = pd.Timestamp(day_of(np.array([index]))[0]).date()
+        close = dt.datetime.combine(day, dt.time(16, 0), NEW_YORK)
+        return max(0.0, (self._clock() - close).total_seconds() / 60)
 
     # -- the daily model -------------------------------------------------------
 
@@ -238,6 +261,7 @@ class SimProvider(Provider):
         symbols = list(dict.fromkeys([symbols] if isinstance(symbols, str) else symbols))
         self._hang_if_told(symbols)
         _, index, minute = self._now()
+        after_close = self._minutes_after_close(index) if minute == SESSION_MINUTES else 0.0
         rows, errors = {}, {}
         for symbol in symbols:
             try:
@@ -247,14 +271,16 @@ class SimProvider(Provider):
                 continue
             day = self._day(symbol, index)
             path = np.exp(self._path(symbol, index)[:minute + 1])
-            price = float(path[-1])
+            drift = after_hours_drift(self._rng(symbol, 4).uniform(0, 2 * np.pi, 3), after_close)
+            price = float(path[-1]) * (1 + drift)
             prev = float(np.exp(day["prev"][0]))
             rows[symbol] = {"price": round(price, 2), "daily_change": round(price - prev, 4),
                             "daily_change_pct": round((price / prev - 1) * 100, 4),
                             "volume": int(day["volume"][0] * _CUM_PROFILE[minute]),
                             "open": round(float(path[0]), 4), "high": round(float(path.max()), 4),
                             "low": round(float(path.min()), 4),
-                            "session": str(day_of(np.array([index]))[0])}
+                            "session": None if after_close > AFTER_HOURS_SETTLE_MIN
+                            else str(day_of(np.array([index]))[0])}
         return QuoteBatch.build(rows, errors)
 
     def daily_bars(self, symbol, days=365, *, timeout=None) -> pd.DataFrame:
