@@ -43,7 +43,7 @@ def test_the_page_on_the_embedded_defaults_shows_every_worker_and_dataset_on_a_d
         make_tree, open_page, tmp_path):
     tree = make_tree(None, sections={"api": {"port": 0}}).start()
     base = base_of(tree)
-    tree.wait_log(r"ready: 6/6 healthy", timeout=90)
+    healthy(base, timeout=120)
     poll(lambda: all(get_json(f"{base}/api/last_update")[d] for d in
                      ("watchlist", "whale_flows", "macd_scanner", "vpb_scanner", "ttm_squeeze_scanner")),
          90, interval=0.5, what="every dataset written once")
