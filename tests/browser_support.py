@@ -3,7 +3,8 @@
 `browser` (one chromium for the session, Playwright's own driver, no browser
 download: executable_path is /usr/bin/chromium or $MDW_CHROMIUM) and `open_page`
 (a fresh browser context per page, its console errors and uncaught exceptions
-collected; the test fails on any that it did not declare expected).
+collected; the test fails on any that it did not declare expected). A test
+calls `open_page.close_all()` before it stops its tree.
 """
 from __future__ import annotations
 
@@ -63,11 +64,17 @@ def open_page(browser):
         page.goto(url)
         return under_test
 
-    yield open_
+    def close_all():
+        """Close every page opened (before the tree stops: the page would log the refused connections)."""
+        while opened:
+            context, under_test = opened.pop()
+            context.close()
+            problems.extend(under_test.unexpected_errors())
+
     problems = []
-    for context, under_test in opened:
-        problems.extend(under_test.unexpected_errors())
-        context.close()
+    open_.close_all = close_all
+    yield open_
+    close_all()
     assert not problems, f"errors in the browser's console: {problems}"
 
 

@@ -84,6 +84,7 @@ def test_the_page_on_the_embedded_defaults_shows_every_worker_and_dataset_on_a_d
     health, health_visible, document, window = no_horizontal_overflow(phone, "#health")
     assert health <= health_visible and document <= window, "the health section overflows a phone's width"
     phone.screenshot(path=str(tmp_path / "page-phone.png"), full_page=True)
+    open_page.close_all()
     assert tree.stop() == 0
 
 
@@ -126,6 +127,7 @@ def test_a_sigstopped_worker_turns_red_within_its_heartbeat_timeout_and_recovers
     assert row["pid"] != pid and row["restarts"] == 1
     assert card(page, "watchlist").locator("dd").nth(2).inner_text() == "1"  # Restarts
     assert "hang" in card(page, "watchlist").inner_text()  # its last exit, and why
+    open_page.close_all()
     assert tree.stop() == 0
 
 
@@ -169,6 +171,7 @@ def test_a_restart_from_the_page_needs_the_token_and_is_refused_without_it(make_
     page.wait_for_selector(f'.worker[data-worker="watchlist"] dd:text("pid {new_pid},")')
     page.screenshot(path=str(tmp_path / "page-restarted.png"))
     assert open_page(base + "/").page.evaluate("() => sessionStorage.getItem('mdw-api-token')") is None
+    open_page.close_all()
     assert tree.stop() == 0
 
 
@@ -198,4 +201,5 @@ def test_choosing_a_symbol_draws_its_price_macd_squeeze_and_breakout_charts(make
     page.click("#symbol-close")
     assert page.locator("#symbol").is_hidden()
     assert page.evaluate("() => document.activeElement.dataset.symbol") == "NVDA"  # focus back where it was
+    open_page.close_all()
     assert tree.stop() == 0
