@@ -330,7 +330,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
             return json_answer(202, {"success": True, "name": name, "status": "restart queued"})
         error = str(answer.get("error") or "the supervisor refused the restart")
         if answer.get("kind") == "unknown_name":
-            return json_failure(404, f"no worker named {name!r}: {error}")
+            return json_failure(404, error)  # mdwd's own words: "no worker named 'x'; known: ..."
         return json_failure(409, error)
 
     @app.get("/metrics")

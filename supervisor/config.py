@@ -20,8 +20,7 @@ import re
 import tomllib
 
 from supervisor.shared.checks import NUMBER, positive, text, whole, zero_is_off
-
-DEFAULT_STATE_DIR = "./var"
+from supervisor.shared.paths import resolve_state_dir
 _SECRET_NAME = re.compile(r"token|secret|password|key", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -143,14 +142,12 @@ def from_tables(override, path="", environ=None, source="config", *, registry):
     return config
 
 
-def state_dir_of(tables, environ):
-    """Where the state lives, from a config file's parsed tables: its [supervisor] state_dir, else
-    systemd's $STATE_DIRECTORY, else DEFAULT_STATE_DIR (the embedded default); made absolute."""
+def state_dir_of(tables, environ, config_path=""):
+    """Where the state lives, from the parsed tables of the config file at `config_path`: its
+    [supervisor] state_dir (relative to the file's folder), else $STATE_DIRECTORY, else
+    ~/.local/state/market-data-worker (supervisor/shared/paths.py); absolute."""
     sup = tables.get("supervisor") if isinstance(tables.get("supervisor"), dict) else {}
-    state_dir = sup.get("state_dir")
-    if not isinstance(state_dir, str) or not state_dir.strip():
-        state_dir = environ["STATE_DIRECTORY"].split(":")[0] if environ.get("STATE_DIRECTORY") else DEFAULT_STATE_DIR
-    return os.path.abspath(state_dir)
+    return resolve_state_dir(sup.get("state_dir"), config_path, environ)
 
 
 def merge(base, override):
@@ -227,11 +224,16 @@ def _build(merged, override, path, environ, problems, registry):
         else:
             _check("supervisor", key, value, *SUPERVISOR_KEYS[key][:2], problems)
     supervisor_ok = len(problems) == before
-    if supervisor_ok and sup["backoff_max"] < sup["backoff_initial"]:
-        problems.append(f"supervisor.backoff_max = {sup['backoff_max']!r}: allowed is a number >= "
-                        f"backoff_initial ({sup['backoff_initial']:g})")
+    if supervisor_ok and sup["backoff_max"] < sup["backoff_initial"]:  # once, naming the key the file set
+        own = override.get("supervisor") if isinstance(override.get("supervisor"), dict) else {}
+        if "backoff_max" in own or "backoff_initial" not in own:
+            problems.append(f"supervisor.backoff_max = {sup['backoff_max']!r}: allowed is a number >= "
+                            f"backoff_initial ({sup['backoff_initial']:g})")
+        else:
+            problems.append(f"supervisor.backoff_initial = {sup['backoff_initial']!r}: allowed is a number <= "
+                            f"backoff_max ({sup['backoff_max']:g})")
         supervisor_ok = False
-    state_dir = state_dir_of(override, environ)
+    state_dir = state_dir_of(override, environ, path)
     workers = {}
     for name, table in merged.get("workers", {}).items():
         spec = _worker(name, table, merged, state_dir, problems, supervisor_ok, registry)

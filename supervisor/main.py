@@ -163,6 +163,7 @@ def main(argv=None, *, registry):
             control = ControlServer(path, host, lambda request: commands.handle(supervisor, request))
         except OSError as e:
             raise StartupError(f"cannot listen on the control socket {path}: {e.strerror or e}") from None
+        log.info("state in %s; control socket %s", config.state_dir, path)
     except config_module.ConfigError as e:
         for problem in e.problems:
             log.error("%s: %s", e.source, problem)
