@@ -50,6 +50,13 @@ test-systemd: $(VENV)/.test-deps
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap util-linux systemd; }
 	$(BIN)/python -m pytest -m systemd $(PYTEST_ARGS)
 
+## test-browser: the status page in Debian's headless chromium (installed if missing), driven by Playwright
+.PHONY: test-browser
+test-browser: $(VENV)/.test-deps
+	@command -v chromium >/dev/null || { apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
+
 ## bench: run every benchmark in bench/ and print its figures
 bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench

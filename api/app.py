@@ -1,6 +1,7 @@
 """The HTTP API (API.md) as a Bottle application: `create_app(reader, status, token=...)`.
 
-Every answer is JSON (`application/json; charset=utf-8`) except /metrics.
+Every answer is JSON (`application/json; charset=utf-8`) except /metrics and
+the status page (api/page.py: GET / for a browser, and its /static/ files).
 Bodies are written the way the old Flask service's `jsonify` wrote them -
 keys sorted, no spaces, non-ASCII escaped, a trailing newline - so the
 dashboard client sees the same bytes. Errors are `{"success": false,
@@ -35,6 +36,7 @@ from .answers import JSON_CONTENT_TYPE, dumps, json_answer, json_endpoint, json_
 from .cors import CorsPolicy
 from .export import CSV_CONTENT_TYPE, to_csv
 from .health import health_problems
+from .page import index, install_page, wants_html
 from .status import schedules
 from .symbol_series import WARMUP_BARS, symbol_series
 
@@ -223,11 +225,12 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     @app.get("/")
     @json_endpoint
     def home():
-        """The old banner, `cache_stats` being /api/stats's `stats`. The seam for the status page
-        (another issue): a request whose Accept asks for text/html is to get it here, then with
-        `Vary: Accept`. Until it exists every client, a browser too, gets this JSON."""
+        """The status page for a browser (api/page.py: Accept names text/html); for every other
+        client the old banner, `cache_stats` being /api/stats's `stats`."""
+        if wants_html(bottle.request.environ.get("HTTP_ACCEPT")):
+            return index()
         return json_answer(200, {"status": "running", "service": SERVICE_NAME, "version": SERVICE_VERSION,
-                             "cache_stats": stats_of_the_store()})
+                                 "cache_stats": stats_of_the_store()}, {"Vary": "Accept"})
 
     @app.get("/health")
     @json_endpoint
@@ -336,6 +339,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
         response.content_type = metrics.CONTENT_TYPE
         return response
 
+    install_page(app, status=status, token=token, refresh_token_expiry=refresh_token_expiry)
     return app
 
 
