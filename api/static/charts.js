@@ -8,7 +8,11 @@
                   macd: "#1f4e99", signal: "#c25e00", hist: "#6b7280", failed: "#b3261e"};
 
   const day = (date) => Date.parse(`${date}T00:00:00Z`) / 1000;
-  const utc = (at) => Date.parse(`${String(at).replace(" ", "T")}Z`) / 1000;
+  // ISO 8601 with Z (the new fields), or the old fields' "YYYY-MM-DD HH:MM:SS", which are UTC too
+  const utc = (at) => {
+    const text = String(at);
+    return Date.parse(/(Z|[+-]\d\d:\d\d)$/.test(text) ? text : `${text.replace(" ", "T")}Z`) / 1000;
+  };
   const only = (flags, values) => flags.map((flag, i) => (flag ? values[i] : null));
   const fmt = (v, d = 2) => (v === null || v === undefined ? "-" : Number(v).toFixed(d));
 
