@@ -20,8 +20,10 @@ and the data is at most that much older (`age_s` included).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
+import urllib.parse
 from typing import Any, Callable, Optional
 
 import bottle
@@ -63,9 +65,18 @@ def _raw_answer(start_response, status: int, body: bytes, headers=()) -> list[by
     return [body]
 
 
-def _path() -> str:
-    path = bottle.request.path
+def _path(environ=None) -> str:
+    """The path as the client sent it, percent-escaped where it is not plain text, and cut to a length."""
+    environ = environ if environ is not None else bottle.request.environ
+    raw = environ.get("bottle.raw_path", environ.get("PATH_INFO", ""))  # Bottle keeps what it was sent there
+    path = urllib.parse.quote(raw.encode("latin-1", "replace"), safe="/:@!$&'()*+,;=-._~")
     return path if len(path) <= _MAX_PATH_ECHO else path[:_MAX_PATH_ECHO] + "..."
+
+
+def _not_found(path: str, routes) -> str:
+    listed = sorted({re.sub(r"<(\w+)(:[^>]*)?>", r"<\1>", route.rule) for route in routes
+                     if route.method in ("GET", "POST") and not route.rule.startswith("/static/")})
+    return f"no such endpoint: {path}; the endpoints (README, \"HTTP API\"): {', '.join(listed)}"
 
 
 class ResponseCache:
@@ -106,6 +117,11 @@ class _JsonBottle(bottle.Bottle):
     cors: CorsPolicy = CorsPolicy()
 
     def wsgi(self, environ, start_response):
+        try:  # WSGI hands the path over as latin-1 text of its bytes; Bottle would drop what is not UTF-8
+            environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return _raw_answer(start_response, 404, dumps({"success": False,
+                                                           "error": _not_found(_path(environ), self.routes)}))
         if environ.get("REQUEST_METHOD") == "OPTIONS":
             return self._options(environ, start_response)
         refusal = self.cors.refusal(environ)
@@ -166,7 +182,7 @@ class _JsonBottle(bottle.Bottle):
         code = res.status_code
         request = bottle.request
         if code == 404:
-            error = f"no such endpoint: {_path()} (the endpoints are listed in API.md)"
+            error = _not_found(_path(), self.routes)
         elif code == 405:
             allowed = res.get_header("Allow") or ""
             error = (f"method {request.method} is not allowed on {_path()}; "
@@ -290,10 +306,10 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
         kind, symbol, since, limit = V.signals_params(query(), H.SIGNAL_KINDS)
         return listing(reader.signals(kind=kind, symbol=symbol, since=since, limit=limit), SIGNAL_FIELDS)
 
-    @app.get("/api/symbol/<name:path>")
+    @app.get("/api/symbol/<symbol:path>")
     @json_endpoint
-    def one_symbol(name):
-        symbol, days = V.symbol(name, "the symbol in /api/symbol/<SYMBOL>"), V.symbol_days(query())
+    def one_symbol(symbol):
+        symbol, days = V.symbol(symbol, "the symbol in /api/symbol/<symbol>"), V.symbol_days(query())
         bars = reader.daily_bars(symbol, days + WARMUP_BARS)
         if not bars:
             return json_failure(404, f"no daily bars are stored for {symbol}: the technical scanners fetch those of "

@@ -205,9 +205,20 @@ def test_bad_parameters_answer_400_saying_what_is_allowed(app, path, query, mess
 def test_unknown_path_is_404_json(app):
     answer = get(app, "/api/nothing")
     assert answer.status == 404 and answer.headers["content-type"] == JSON_CONTENT_TYPE
-    assert answer.json == {"success": False,
-                           "error": "no such endpoint: /api/nothing (the endpoints are listed in API.md)"}
+    error = answer.json["error"]
+    assert answer.json["success"] is False and error.startswith(
+        'no such endpoint: /api/nothing; the endpoints (README, "HTTP API"): /, /api/cycles, ')
+    assert "/api/symbol/<symbol>," in error and "/api/workers/<name>/restart," in error and "/static" not in error
+    assert "API.md" not in error
     assert get(app, "/api/watchlist/").status == 404
+
+
+@pytest.mark.parametrize("raw, shown", [("/\xff", "/%FF"), ("/api/\xc3\xa9t\xc3\xa9", "/api/%C3%A9t%C3%A9"),
+                                        ("/a b", "/a%20b")])
+def test_an_unknown_path_is_named_as_it_was_sent_escaped(app, raw, shown):
+    """A server hands the path over as latin-1 text of its bytes: /%ff is the byte 0xff, not the root."""
+    answer = get(app, raw)
+    assert answer.status == 404 and answer.json["error"].startswith(f"no such endpoint: {shown}; ")
 
 
 def test_wrong_method_is_405_json_naming_the_allowed_ones(app):

@@ -115,7 +115,7 @@ def test_symbol_warm_up_values_are_null_not_nan(tmp_path, make_app):
 
 @pytest.mark.parametrize("path, query, status, message", [
     ("/api/symbol/NOPE", "", 404, "no daily bars are stored for NOPE"),
-    ("/api/symbol/%3Cscript%3E", "", 400, "the symbol in /api/symbol/<SYMBOL> must be a ticker symbol"),
+    ("/api/symbol/%3Cscript%3E", "", 400, "the symbol in /api/symbol/<symbol> must be a ticker symbol"),
     ("/api/symbol/SPY", "days=0", 400, "days must be an integer from 1 to 1000"),
     ("/api/cycles", "hours=49", 400, "hours must be an integer from 1 to 48"),
     ("/api/cycles", "worker=a;b", 400, "worker must be a worker's name"),
