@@ -259,14 +259,14 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     @app.get("/api/watchlist")
     @json_endpoint
     def watchlist():
-        order_by, limit = V.watchlist_params(query())
-        return listing(reader.watchlist(order_by=order_by, limit=limit), fields("watchlist"))
+        order_by, limit, order = V.watchlist_params(query())
+        return listing(reader.watchlist(order_by=order_by, limit=limit, order=order), fields("watchlist"))
 
     @app.get("/api/whale_flows")
     @json_endpoint
     def whale_flows():
-        sort_by, limit, hours = V.whale_flows_params(query(), status.whale_retention_hours())
-        return listing(reader.whale_flows(sort_by=sort_by, limit=limit, hours=hours), fields("whale_flows"),
+        sort_by, limit, hours, order = V.whale_flows_params(query(), status.whale_retention_hours())
+        return listing(reader.whale_flows(sort_by=sort_by, limit=limit, hours=hours, order=order), fields("whale_flows"),
                        sort_by=sort_by)
 
     def scanner(path: str, filters, method: str, aliases=None) -> None:

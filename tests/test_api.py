@@ -40,6 +40,21 @@ def test_watchlist_orders_descending(app, order_by, column):
     assert values == sorted(values, reverse=True)
 
 
+@pytest.mark.parametrize("order_by, column", [("symbol", "symbol"), ("volume", "volume"), (None, "daily_change_pct")])
+def test_watchlist_order_asc_turns_the_column_around_and_desc_is_the_default(app, order_by, column):
+    by = f"order_by={order_by}&" if order_by else ""
+    ascending = [row[column] for row in get(app, "/api/watchlist", f"{by}order=asc").json["data"]]
+    assert ascending == sorted(ascending) and len(set(ascending)) > 1
+    assert get(app, "/api/watchlist", f"{by}order=desc").json == get(app, "/api/watchlist", by.rstrip("&")).json
+
+
+def test_whale_flows_order_asc_and_a_bad_order_names_the_choices(app):
+    rows = get(app, "/api/whale_flows", "sort_by=time&order=asc&hours=24").json["data"]
+    assert [r["detected_at"] for r in rows] == sorted(r["detected_at"] for r in rows) and len(rows) > 1
+    answer = get(app, "/api/watchlist", "order=up")
+    assert answer.status == 400 and answer.json["error"] == "order must be one of desc, asc; got 'up'"
+
+
 def test_limit_cuts_the_rows(app):
     body = get(app, "/api/watchlist", "order_by=volume&limit=2").json
     assert body["count"] == 2 and [r["symbol"] for r in body["data"]] == ["TSLA", "AMD"]
