@@ -94,8 +94,8 @@ def test_symbol_answers_bars_with_the_indicators_the_scanners_compute(tmp_path, 
     assert all(len(values) == 60 for values in data.values())
     assert data["date"] == sorted(data["date"])
     [row] = [r for r in StoreReader(tmp_path, now=lambda: NOW).macd(limit=1000) if r["symbol"] == "SPY"]
-    assert data["macd"][-1] == pytest.approx(row["macd"], abs=1e-5)
-    assert data["macd_histogram"][-1] == pytest.approx(row["histogram"], abs=1e-5)
+    assert data["macd"][-1] == row["macd"] and data["macd_histogram"][-1] == row["histogram"]  # same rounding
+    assert data["close"][-1] == row["price"]
     assert all(isinstance(v, bool) for v in data["squeeze_on"] + data["vpb_breakout"])
     assert get(app, "/api/symbol/SPY").json["count"] == 120
 
