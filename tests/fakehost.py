@@ -45,6 +45,9 @@ class FakeHost:
     def now(self):
         return self.clock
 
+    def wall(self):
+        return 1_800_000_000.0 + self.clock  # 2027-01-15, moving with the fake clock
+
     def at(self, when, action):
         heapq.heappush(self.events, (when, next(self.seq), action))
 
