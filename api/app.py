@@ -30,8 +30,13 @@ import bottle
 from workers import market_hours
 from workers.store import StoreError
 
+from workers.store import history as H
+from workers.store.rows import DATASETS
+
 from . import metrics
 from . import validation as V
+from .export import CSV_CONTENT_TYPE, to_csv
+from .symbol_series import WARMUP_BARS, symbol_series
 from .cors import CorsPolicy
 from .health import health_problems
 from .status import SupervisorUnavailable, schedules
@@ -235,14 +240,23 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     app.cache = ResponseCache(cache_ttl)
     app.cors = CorsPolicy(cors_origins)
     app.cacheable = frozenset(("/api/watchlist", "/api/whale_flows", "/api/macd_scanner", "/api/vpb_scanner",
-                               "/api/ttm_squeeze_scanner", "/api/stats", "/api/last_update"))
+                               "/api/ttm_squeeze_scanner", "/api/stats", "/api/last_update", "/api/signals",
+                               "/api/cycles"))
     registry = metrics.make_registry(status, reader, refresh_token_expiry)
 
     def query() -> dict[str, str]:
         return V.parse_query(bottle.request.environ.get("QUERY_STRING", ""))
 
-    def listing(rows: list, **echo) -> bottle.HTTPResponse:
+    def listing(rows: list, columns, **echo) -> bottle.HTTPResponse:
+        """The rows as the old JSON listing, or as CSV (`format=csv`) with `columns` (api/export.py)."""
+        if V.output_format(query()) == "csv":
+            response = bottle.HTTPResponse(body=to_csv(columns, rows), status=200)
+            response.content_type = CSV_CONTENT_TYPE
+            return response
         return _answer(200, {"success": True, "count": len(rows), **echo, "data": rows})
+
+    def fields(dataset):
+        return [column.name for column in DATASETS[dataset]]
 
     # -- the old service's endpoints ----------------------------------------
 
@@ -267,20 +281,23 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     @_endpoint
     def watchlist():
         order_by, limit = V.watchlist_params(query())
-        return listing(reader.watchlist(order_by=order_by, limit=limit))
+        return listing(reader.watchlist(order_by=order_by, limit=limit), fields("watchlist"))
 
     @app.get("/api/whale_flows")
     @_endpoint
     def whale_flows():
         sort_by, limit, hours = V.whale_flows_params(query(), status.whale_retention_hours())
-        return listing(reader.whale_flows(sort_by=sort_by, limit=limit, hours=hours), sort_by=sort_by)
+        return listing(reader.whale_flows(sort_by=sort_by, limit=limit, hours=hours), fields("whale_flows"),
+                       sort_by=sort_by)
 
     def scanner(path: str, filters, method: str, aliases=None) -> None:
+        dataset = path.rsplit("/", 1)[1]
+
         @app.get(path)
         @_endpoint
         def endpoint():
             filter_, echoed, limit = V.scanner_params(query(), filters, aliases)
-            return listing(getattr(reader, method)(filter=filter_, limit=limit), filter=echoed)
+            return listing(getattr(reader, method)(filter=filter_, limit=limit), fields(dataset), filter=echoed)
 
     scanner("/api/macd_scanner", V.MACD_FILTERS, "macd")
     scanner("/api/vpb_scanner", V.VPB_FILTERS, "vpb", V.VPB_FILTER_ALIASES)
@@ -303,6 +320,29 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
         return _answer(200, {"success": True, **updates, "market": market_hours.market_state(clock())})
 
     # -- new endpoints ------------------------------------------------------
+
+    @app.get("/api/signals")
+    @_endpoint
+    def signals():
+        kind, symbol, since, limit = V.signals_params(query(), H.SIGNAL_KINDS)
+        return listing(reader.signals(kind=kind, symbol=symbol, since=since, limit=limit), SIGNAL_FIELDS)
+
+    @app.get("/api/symbol/<name:path>")
+    @_endpoint
+    def one_symbol(name):
+        symbol, days = V.symbol(name, "the symbol in /api/symbol/<SYMBOL>"), V.symbol_days(query())
+        bars = reader.daily_bars(symbol, days + WARMUP_BARS)
+        if not bars:
+            return _failure(404, f"no daily bars are stored for {symbol}: the technical scanners fetch those of "
+                                 f"the symbols in their `symbols` option")
+        data = symbol_series(bars, days)
+        return _answer(200, {"success": True, "symbol": symbol, "count": len(data["date"]), "data": data})
+
+    @app.get("/api/cycles")
+    @_endpoint
+    def cycles():
+        worker, hours = V.cycles_params(query())
+        return _answer(200, {"success": True, "hours": hours, **_counted(reader.cycles(worker=worker, hours=hours))})
 
     @app.get("/api/workers")
     @_endpoint
@@ -337,6 +377,13 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
         return response
 
     return app
+
+
+SIGNAL_FIELDS = ("id", "at", "kind", "symbol", "direction", "score", "values")
+
+
+def _counted(rows: list) -> dict:
+    return {"count": len(rows), "data": rows}
 
 
 def _worker_field(row: dict, field: str) -> Any:

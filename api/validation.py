@@ -13,6 +13,7 @@ retention (720, 999999: "everything kept"), clamped to it (`window_hours`).
 """
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import re
 from typing import Mapping
@@ -23,7 +24,8 @@ from workers.store.reader import (MACD_FILTERS, MAX_LIMIT, TTM_FILTERS, VPB_FILT
 
 __all__ = [
     "ParamError", "parse_query", "choice", "bounded_int", "window_hours", "bearer_token", "token_matches",
-    "watchlist_params", "whale_flows_params", "scanner_params",
+    "watchlist_params", "whale_flows_params", "scanner_params", "output_format", "symbol", "moment",
+    "signals_params", "symbol_days", "cycles_params",
     "MACD_FILTERS", "VPB_FILTERS", "TTM_FILTERS", "VPB_FILTER_ALIASES",
 ]
 
@@ -146,3 +148,66 @@ def token_matches(given: str | None, expected: str) -> bool:
     except UnicodeEncodeError:
         raw = given.encode("utf-8", "surrogatepass")
     return hmac.compare_digest(raw, expected.encode("utf-8", "surrogatepass"))
+
+
+# -- history, one symbol, export ---------------------------------------------
+
+FORMATS = ("json", "csv")
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.$/^-]{0,11}")
+_WORKER = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_SYMBOL_DAYS = 1000
+MAX_CYCLE_HOURS = 48
+
+
+def output_format(params: Mapping[str, str]) -> str:
+    """`format`: json (the default) or csv."""
+    return choice(params, "format", FORMATS, "json")
+
+
+def symbol(value: str | None, name: str = "symbol") -> str | None:
+    """A ticker (letters, digits, . $ / ^ -, up to 12), upper-cased; None when absent."""
+    if value is None:
+        return None
+    upper = value.strip().upper()
+    if not _SYMBOL.fullmatch(upper):
+        raise ParamError(f"{name} must be a ticker symbol (letters, digits, '.', '$', '/', '^', '-'; up to 12 "
+                         f"characters); got {_echo(value)}")
+    return upper
+
+
+def moment(params: Mapping[str, str], name: str):
+    """`params[name]` as an aware UTC datetime: ISO 8601, a date or a date and time, with Z or an offset
+    (none means UTC); None when absent."""
+    value = params.get(name)
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        parsed = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise ParamError(f"{name} must be an ISO 8601 date or time, e.g. 2026-12-01 or 2026-12-01T14:30:00Z; "
+                         f"got {_echo(value)}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    if not 1970 <= parsed.year <= 9998:
+        raise ParamError(f"{name} must be a time between 1970 and 9998; got {_echo(value)}")
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def signals_params(params: Mapping[str, str], kinds) -> tuple:
+    """(kind or None, symbol or None, since or None, limit) of /api/signals."""
+    kind = choice(params, "kind", kinds, "") or None
+    return kind, symbol(params.get("symbol")), moment(params, "since"), bounded_int(params, "limit", MAX_LIMIT, 100)
+
+
+def symbol_days(params: Mapping[str, str]) -> int:
+    """`days` of /api/symbol/<SYMBOL>: the daily bars to answer, 1..1000, default 120."""
+    return bounded_int(params, "days", MAX_SYMBOL_DAYS, 120)
+
+
+def cycles_params(params: Mapping[str, str]) -> tuple:
+    """(worker or None, hours) of /api/cycles; hours 1..48 (the history's retention), default 6."""
+    worker = params.get("worker")
+    if worker is not None and not _WORKER.fullmatch(worker):
+        raise ParamError(f"worker must be a worker's name (letters, digits, '_', '-'); got {_echo(worker)}")
+    return worker, bounded_int(params, "hours", MAX_CYCLE_HOURS, 6)

@@ -43,13 +43,22 @@ def test_another_seed_gives_another_market():
     assert not sim_at(MIDDAY).quotes(["AAPL"]).equals(sim_at(MIDDAY, seed=1).quotes(["AAPL"]))
 
 
-def test_prices_move_during_the_session_and_stand_still_after_the_close():
+def test_prices_move_during_the_session_and_drift_a_little_outside_it_without_touching_the_bars():
     prices = [sim_at(MIDDAY + dt.timedelta(minutes=m)).quotes(["AAPL", "SPY"])["price"]
               for m in (0, 1, 30, 90)]
     assert all(not prices[0].equals(p) for p in prices[1:])
-    evening = [sim_at(dt.datetime(2026, 3, 10, h, 0, tzinfo=UTC)).quotes(["AAPL"])["price"].iloc[0]
-               for h in (21, 23)]
-    assert evening[0] == evening[1]
+    close_time = dt.datetime(2026, 3, 10, 20, 0, tzinfo=UTC)  # 16:00 in New York
+    close = sim_at(close_time).daily_bars("AAPL", 5)["close"].iloc[-1]
+    settled = sim_at(close_time + dt.timedelta(minutes=4)).quotes(["AAPL"]).loc["AAPL"]
+    assert settled["price"] == pytest.approx(close, abs=0.01) and settled["session"] == "2026-03-10"
+    # the evening, and a Sunday: the price moves around the close, never far, and is no session's bar
+    for start in (close_time + dt.timedelta(hours=2), dt.datetime(2026, 3, 15, 17, 0, tzinfo=UTC)):
+        last_close = sim_at(start).daily_bars("AAPL", 5)["close"].iloc[-1]
+        quotes = [sim_at(start + dt.timedelta(minutes=m)).quotes(["AAPL"]).loc["AAPL"] for m in (0, 10, 20, 40)]
+        assert len({q["price"] for q in quotes}) > 2
+        assert all(abs(q["price"] / last_close - 1) < 0.005 and q["session"] is None for q in quotes)
+    later = sim_at(close_time + dt.timedelta(days=5)).daily_bars("AAPL", 10)
+    assert later.loc["2026-03-10", "close"] == pytest.approx(close)
 
 
 def test_quote_change_is_measured_against_the_previous_close():

@@ -48,7 +48,10 @@ def _scanner_options(default_symbols, market_schedule, **extra):
     }
 
 
-_BARS_OPTIONS = {"days": Option(int, 365, "calendar days of daily bars per symbol", whole(60, 3650))}
+_SIGNALS_OPTIONS = {"signal_retention_days": Option(NUMBER, 30.0, "days the signal history (GET /api/signals) "
+                                                                   "keeps this scanner's signals", positive)}
+_BARS_OPTIONS = {"days": Option(int, 365, "calendar days of daily bars per symbol", whole(60, 3650)),
+                 **_SIGNALS_OPTIONS}
 
 
 def _scanner(entry, help, options):
@@ -72,6 +75,7 @@ KINDS = {
             min_premium=Option(NUMBER, 100_000.0, "traded notional (total_premium = volume x mark x 100) "
                                "in USD, at least", positive),
             retention_days=Option(NUMBER, 7.0, "days of flow history kept", positive),
+            **_SIGNALS_OPTIONS,
         ),
     ),
     "macd": _scanner("workers.technical:run_macd", "MACD (12, 26, 9) crosses on daily bars",

@@ -141,11 +141,12 @@ class Scan:
         if down:
             raise ProviderDown(down)
 
-    def store_snapshot(self, rows, keep=()):
-        """Replace the dataset with `rows`, keeping the stored rows of the symbols in `keep`."""
+    def store_snapshot(self, rows, keep=(), session=None):
+        """Replace the dataset with `rows`, keeping the stored rows of the symbols in `keep`; with `session`
+        (the date of the bars scanned), their new signals go into the signal history."""
         self.check_provider()
         self.ctx.beat("store", self.dataset)
-        return self.store.replace_snapshot(self.dataset, rows, keep=keep)
+        return self.store.replace_snapshot(self.dataset, rows, keep=keep, session=session)
 
 
 def report(ctx, scan, quarantine, timetable=None):
@@ -191,17 +192,27 @@ def run_once(ctx, scan, quarantine, timetable):
         log.error("%s cycle failed: %s; the previous data stays served", scan.dataset, e)
     duration = time.monotonic() - started
     ctx.cycle(ok, duration, counts, error)
+    record_cycle(scan.store, ctx.name, duration, ok)
     if ok:
         log.info("%s cycle: %s in %.2fs", scan.dataset, ", ".join(f"{k} {v}" for k, v in counts.items()), duration)
     report(ctx, scan, quarantine, timetable)
     ctx.idle(max(0.0, ctx.interval - duration))
 
 
+def record_cycle(store, name, duration, ok):
+    """The cycle into the cycle history (the page's charts); the store refusing costs only that row."""
+    try:
+        store.record_cycle(name, duration, ok)
+    except StoreError as e:
+        log.warning("the cycle could not be recorded in the cycle history: %s", e)
+
+
 def run(ctx, scan_class):
     """The worker's main loop: never returns; every failure is reported, then retried next cycle."""
     provider_section = ctx.spec.sections.get("provider", {})
     provider = open_provider(provider_section, ctx.state_dir)
-    store = StoreWriter(ctx.state_dir)
+    store = StoreWriter(ctx.state_dir,
+                        signal_retention_days=float(ctx.options.get("signal_retention_days", 30.0)))
     quarantine = Quarantine(
         os.path.join(ctx.state_dir, f"quarantine-{ctx.name}.json"),
         seconds=float(ctx.options.get("quarantine_seconds", 900.0)),

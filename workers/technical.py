@@ -35,7 +35,8 @@ class BarsScan(Scan):
         wide = {field: pd.DataFrame({s: frame[field] for s, frame in bars.items()}).sort_index()
                 for field in ("high", "low", "close", "volume")}
         rows = self.scan(wide).to_dict("records")
-        stored = self.store_snapshot(rows, keep=set(symbols) - {row["symbol"] for row in rows})
+        session = wide["close"].index[-1].date()  # the bar the scan's signals are about
+        stored = self.store_snapshot(rows, keep=set(symbols) - {row["symbol"] for row in rows}, session=session)
         return {"symbols": len(symbols), "fresh": len(rows), "stored": stored, "fetched": self.daily_bars.fetched
                 - fetched_before, "failed": len(failed), "quarantined": len(skipped)}
 

@@ -22,15 +22,20 @@ coming every day.
 
 Intraday prices are a Brownian bridge from each session's open to its close,
 so quotes move minute by minute during market hours (9:30-16:00 New York) and
-today's daily bar is the partial session so far. Option chains are priced with
+today's daily bar is the partial session so far. Outside the session (evenings,
+nights, weekends, holidays) a quote is the last close plus a small, slow,
+bounded after-hours drift (`after_hours_drift`, under 0.5 %), so `make run`
+shows movement at any hour; such a quote carries no `session`, since it is not
+part of a session's daily bar, and the daily bars never change after the close. Option chains are priced with
 Black-Scholes on a per-symbol implied volatility with a smile; now and then (per
 symbol, expiration and hour) one near-the-money contract gets a whale trade:
 volume many times its open interest, large enough to pass the old system's
 whale-score threshold. `iv` is in percent, like Schwab's.
 
 Holidays: NYSE closures from a table for 2024-2027 (including the 2025-01-09
-national day of mourning) and the exchange's rules for other years. A weekly
-expiration whose Friday is a holiday moves to the previous trading day.
+national day of mourning) and the exchange's rules for other years
+(sim_calendar.py). A weekly expiration whose Friday is a holiday moves to the
+previous trading day.
 """
 from __future__ import annotations
 
@@ -47,103 +52,20 @@ import pandas as pd
 
 from ..universe import DEFAULT_UNIVERSE
 from .base import Provider, ProviderError, QuoteBatch, bars_frame, chain_frame
+from .sim_calendar import (EPOCH, HOLIDAY_TABLE, day_index, day_of, holidays_by_rule,  # noqa: F401 (its API)
+                           is_trading_day, nyse_holidays, weekly_expirations)
 
 NEW_YORK = ZoneInfo("America/New_York")
 
 CYCLE, FIRE = 40, 32
 SESSION_MINUTES = 390
 OPEN_TIME = dt.time(9, 30)
-EPOCH = np.datetime64("2015-01-02", "D")
 _SYMBOL = re.compile(r"^[A-Z][A-Z0-9./]{0,9}$")
-
-# --- NYSE calendar ------------------------------------------------------------
-
-_TABLE = {
-    2024: ("01-01", "01-15", "02-19", "03-29", "05-27", "06-19", "07-04", "09-02", "11-28",
-           "12-25"),
-    2025: ("01-01", "01-09", "01-20", "02-17", "04-18", "05-26", "06-19", "07-04", "09-01",
-           "11-27", "12-25"),
-    2026: ("01-01", "01-19", "02-16", "04-03", "05-25", "06-19", "07-03", "09-07", "11-26",
-           "12-25"),
-    2027: ("01-01", "01-18", "02-15", "03-26", "05-31", "06-18", "07-05", "09-06", "11-25",
-           "12-24"),
-}
-HOLIDAY_TABLE = {year: tuple(dt.date.fromisoformat(f"{year}-{d}") for d in days)
-                 for year, days in _TABLE.items()}
-
-
-def _easter(year: int) -> dt.date:
-    """Gregorian Easter Sunday (anonymous algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    g = (8 * b + 13) // 25
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    l_ = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * l_) // 451
-    month, day = divmod(h + l_ - 7 * m + 114, 31)
-    return dt.date(year, month, day + 1)
-
-
-def _nth_weekday(year, month, weekday, n):
-    first = dt.date(year, month, 1)
-    return first + dt.timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
-
-
-def _observed(day: dt.date) -> dt.date | None:
-    if day.weekday() == 5:
-        return day - dt.timedelta(days=1)
-    return day + dt.timedelta(days=1) if day.weekday() == 6 else day
-
-
-def holidays_by_rule(year: int) -> tuple[dt.date, ...]:
-    """NYSE full-day holidays by the exchange's rules (no one-off closures)."""
-    new_year = dt.date(year, 1, 1)
-    days = [] if new_year.weekday() == 5 else [_observed(new_year)]  # Saturday: not observed
-    days += [_nth_weekday(year, 1, 0, 3), _nth_weekday(year, 2, 0, 3),
-             _easter(year) - dt.timedelta(days=2),
-             dt.date(year, 5, 31) - dt.timedelta(days=dt.date(year, 5, 31).weekday())]
-    if year >= 2022:
-        days.append(_observed(dt.date(year, 6, 19)))
-    days += [_observed(dt.date(year, 7, 4)), _nth_weekday(year, 9, 0, 1),
-             _nth_weekday(year, 11, 3, 4), _observed(dt.date(year, 12, 25))]
-    return tuple(sorted(days))
-
-
-def nyse_holidays(year: int) -> tuple[dt.date, ...]:
-    return HOLIDAY_TABLE.get(year) or holidays_by_rule(year)
-
-
-_CALENDAR = np.busdaycalendar(holidays=[d for y in range(2000, 2081) for d in nyse_holidays(y)])
-
-
-def is_trading_day(day: dt.date) -> bool:
-    return bool(np.is_busday(np.datetime64(day, "D"), busdaycal=_CALENDAR))
-
-
-def weekly_expirations(after: dt.date, count: int) -> list[dt.date]:
-    """The next `count` weekly expirations strictly after `after`: Fridays, or the
-    trading day before when the Friday is a holiday (Thursday in Good Friday week)."""
-    friday = after + dt.timedelta(days=(4 - after.weekday()) % 7)
-    out = []
-    while len(out) < count:
-        expiry = np.busday_offset(np.datetime64(friday, "D"), 0, roll="backward",
-                                  busdaycal=_CALENDAR).astype(dt.date)
-        if expiry > after:
-            out.append(expiry)
-        friday += dt.timedelta(days=7)
-    return out
-
-
-def _day_index(day) -> int:
-    """Trading days since EPOCH (for a non-trading day: the next trading day's index)."""
-    return int(np.busday_count(EPOCH, np.datetime64(day, "D"), busdaycal=_CALENDAR))
-
 
 # Rough price levels of well-known symbols around REFERENCE_DAY, so the demo looks like a market;
 # other symbols get a seeded level between $20 and $400.
 REFERENCE_DAY = dt.date(2026, 1, 2)
-_REFERENCE_INDEX = _day_index(REFERENCE_DAY)
+_REFERENCE_INDEX = day_index(REFERENCE_DAY)
 REFERENCE_PRICES = {
     "SPY": 600.0, "QQQ": 520.0, "IWM": 230.0, "DIA": 440.0, "VTI": 300.0, "VOO": 550.0,
     "AAPL": 240.0, "MSFT": 430.0, "GOOGL": 190.0, "GOOG": 192.0, "AMZN": 220.0, "META": 600.0,
@@ -154,11 +76,20 @@ REFERENCE_PRICES = {
 }
 
 
-def _day_of(index: np.ndarray) -> np.ndarray:
-    return np.busday_offset(EPOCH, index, roll="forward", busdaycal=_CALENDAR)
-
-
 # --- numerical helpers ---------------------------------------------------------
+
+AFTER_HOURS_SETTLE_MIN = 5.0  # the close stands still this long: the last in-session quote finalises the bar
+_DRIFT_PERIODS_MIN = np.array([23.0, 71.0, 197.0])
+
+
+def after_hours_drift(phases: np.ndarray, minutes_after_close: float) -> float:
+    """The after-hours move, as a fraction of the close: 0 until AFTER_HOURS_SETTLE_MIN after it, then a sum of
+    three slow waves (periods 23, 71 and 197 minutes, phases per symbol) ramping up over 30 minutes, |x| < 0.005."""
+    if minutes_after_close <= AFTER_HOURS_SETTLE_MIN:
+        return 0.0
+    ramp = min(1.0, (minutes_after_close - AFTER_HOURS_SETTLE_MIN) / 30.0)
+    waves = np.sin(2 * np.pi * minutes_after_close / _DRIFT_PERIODS_MIN + phases).sum() / 3
+    return float(0.0045 * ramp * waves)
 
 def _norm_cdf(x: np.ndarray) -> np.ndarray:
     """Standard normal CDF (Abramowitz-Stegun 7.1.26, |error| < 1.5e-7)."""
@@ -220,8 +151,14 @@ class SimProvider(Provider):
         today = now.date()
         minute = (now.hour * 60 + now.minute) - (OPEN_TIME.hour * 60 + OPEN_TIME.minute)
         if is_trading_day(today) and minute >= 0:
-            return today, _day_index(today), min(minute, SESSION_MINUTES)
-        return today, _day_index(today) - 1, SESSION_MINUTES
+            return today, day_index(today), min(minute, SESSION_MINUTES)
+        return today, day_index(today) - 1, SESSION_MINUTES
+
+    def _minutes_after_close(self, index: int) -> float:
+        """Minutes since session `index` closed at 16:00 New York (0 while it is still open)."""
+        day = pd.Timestamp(day_of(np.array([index]))[0]).date()
+        close = dt.datetime.combine(day, dt.time(16, 0), NEW_YORK)
+        return max(0.0, (self._clock() - close).total_seconds() / 60)
 
     # -- the daily model -------------------------------------------------------
 
@@ -324,6 +261,7 @@ class SimProvider(Provider):
         symbols = list(dict.fromkeys([symbols] if isinstance(symbols, str) else symbols))
         self._hang_if_told(symbols)
         _, index, minute = self._now()
+        after_close = self._minutes_after_close(index) if minute == SESSION_MINUTES else 0.0
         rows, errors = {}, {}
         for symbol in symbols:
             try:
@@ -333,14 +271,16 @@ class SimProvider(Provider):
                 continue
             day = self._day(symbol, index)
             path = np.exp(self._path(symbol, index)[:minute + 1])
-            price = float(path[-1])
+            drift = after_hours_drift(self._rng(symbol, 4).uniform(0, 2 * np.pi, 3), after_close)
+            price = float(path[-1]) * (1 + drift)
             prev = float(np.exp(day["prev"][0]))
             rows[symbol] = {"price": round(price, 2), "daily_change": round(price - prev, 4),
                             "daily_change_pct": round((price / prev - 1) * 100, 4),
                             "volume": int(day["volume"][0] * _CUM_PROFILE[minute]),
                             "open": round(float(path[0]), 4), "high": round(float(path.max()), 4),
                             "low": round(float(path.min()), 4),
-                            "session": str(_day_of(np.array([index]))[0])}
+                            "session": None if after_close > AFTER_HOURS_SETTLE_MIN
+                            else str(day_of(np.array([index]))[0])}
         return QuoteBatch.build(rows, errors)
 
     def daily_bars(self, symbol, days=365, *, timeout=None) -> pd.DataFrame:
@@ -348,7 +288,7 @@ class SimProvider(Provider):
         if days < 1:
             raise ValueError("days must be >= 1")
         today, index, minute = self._now()
-        lo = min(_day_index(today - dt.timedelta(days=days)), index)
+        lo = min(day_index(today - dt.timedelta(days=days)), index)
         bars = self._daily(symbol, lo, index)
         ohlc = {k: np.exp(bars[k]) for k in ("open", "high", "low", "close")}
         volume = bars["volume"].copy()
@@ -356,7 +296,7 @@ class SimProvider(Provider):
             path = np.exp(self._path(symbol, index)[:minute + 1])
             ohlc["high"][-1], ohlc["low"][-1], ohlc["close"][-1] = path.max(), path.min(), path[-1]
             volume[-1] *= _CUM_PROFILE[minute]
-        dates = pd.DatetimeIndex(_day_of(np.arange(lo, index + 1)).astype("datetime64[ns]"),
+        dates = pd.DatetimeIndex(day_of(np.arange(lo, index + 1)).astype("datetime64[ns]"),
                                  name="date")
         return bars_frame(dates, ohlc["open"].round(4), ohlc["high"].round(4),
                           ohlc["low"].round(4), ohlc["close"].round(4), volume.round())
@@ -375,7 +315,7 @@ class SimProvider(Provider):
             starts = np.arange(0, upto, minutes)
             ends = np.minimum(starts + minutes, upto)
             vol = self._day(symbol, session)["volume"][0]
-            day = pd.Timestamp(_day_of(np.array([session]))[0]).date()
+            day = pd.Timestamp(day_of(np.array([session]))[0]).date()
             opening = pd.Timestamp(dt.datetime.combine(day, OPEN_TIME), tz=NEW_YORK)
             frames.append(bars_frame(
                 pd.DatetimeIndex(opening + pd.to_timedelta(starts, unit="min"), name="datetime"),

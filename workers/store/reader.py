@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from typing import Any, Callable, Iterator, Mapping, Optional
 
+from . import history as H
 from . import rows as R
 from . import schema
 from .errors import SchemaTooNewError, StoreError, describe_sqlite_error
@@ -254,6 +255,34 @@ class StoreReader:
             out[name] = {"value": str(value), "updated_at": str(updated_at), "age_s": age,
                          "stale": bool(limit is not None and counted > limit)}
         return out
+
+
+    # -- history (history.py) and the bars cache -----------------------------
+
+    def signals(self, kind: Optional[str] = None, symbol: Optional[str] = None,
+                since: Optional[dt.datetime] = None, limit: int = 100,
+                after_id: Optional[int] = None) -> list[dict]:
+        """Recorded signals {id, at, kind, symbol, direction, score, values}: newest first, or in id
+        order after `after_id`. `since` is an aware datetime; `kind` one of history.SIGNAL_KINDS."""
+        if kind is not None:
+            _choice("kind", kind, dict.fromkeys(H.SIGNAL_KINDS))
+        stamp = R.format_ts(since) if since is not None else None
+        with self._connection("signals") as conn:
+            return H.select_signals(conn, kind=kind, symbol=symbol, since=stamp,
+                                    limit=_bounded("limit", limit, MAX_LIMIT), after_id=after_id)
+
+    def cycles(self, worker: Optional[str] = None, hours: float = 6.0, limit: int = 5000) -> list[dict]:
+        """Cycles {worker, at, duration_s, ok} of the last `hours`, oldest first."""
+        since = R.format_ts(R.utc(self._now()) - dt.timedelta(hours=float(hours)))
+        with self._connection("cycles") as conn:
+            return H.select_cycles(conn, worker=worker, since=since, limit=limit)
+
+    def daily_bars(self, symbol: str, days: int) -> list[tuple]:
+        """The last `days` stored daily bars of `symbol`, oldest first: (date, open, high, low, close, volume)."""
+        with self._connection("daily_bars") as conn:
+            rows = conn.execute("SELECT date, open, high, low, close, volume FROM daily_bars WHERE symbol = ? "
+                                "ORDER BY date DESC LIMIT ?", (symbol, int(days))).fetchall()
+        return rows[::-1]
 
 
 def _moment(value: str, updated_at: str) -> dt.datetime:

@@ -180,12 +180,38 @@ _V5_MARKET_CACHE: tuple[str, ...] = (
     "CREATE INDEX option_chains_symbol_expiry ON option_chains (symbol, expiry)",
 )
 
+# v6: what happened, kept for a while (workers/store/history.py): every new signal once (its
+# `key` says what "the same signal" is), and every worker's cycles, for the page's charts.
+_V6_HISTORY: tuple[str, ...] = (
+    """CREATE TABLE signals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('whale_flow', 'macd_cross', 'ttm_fire', 'vpb_breakout',
+                                           'vpb_breakdown')),
+        symbol TEXT NOT NULL,
+        direction TEXT CHECK (direction IN ('bullish', 'bearish')),
+        score REAL,
+        key TEXT NOT NULL UNIQUE,
+        payload TEXT NOT NULL
+    )""",
+    "CREATE INDEX signals_at ON signals (at)",
+    "CREATE INDEX signals_symbol ON signals (symbol, at)",
+    """CREATE TABLE cycles (
+        worker TEXT NOT NULL,
+        at TEXT NOT NULL,
+        duration_s REAL NOT NULL,
+        ok INTEGER NOT NULL CHECK (ok IN (0, 1))
+    )""",
+    "CREATE INDEX cycles_at ON cycles (at)",
+)
+
 MIGRATIONS: tuple[Step, ...] = (
     _V1_CREATE_TABLES,        # 0 -> 1
     _V2_WHALE_IV,             # 1 -> 2
     _V3_WHALE_DEDUP,          # 2 -> 3
     _V4_WHALE_TOTAL_PREMIUM,  # 3 -> 4
     _V5_MARKET_CACHE,         # 4 -> 5
+    _V6_HISTORY,              # 5 -> 6
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

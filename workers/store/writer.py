@@ -7,7 +7,8 @@ therefore sees the previous complete result or the new one, never a mix, and
 a SIGKILL at any point leaves the last committed result (WAL + rollback).
 
 Whale flows are not a snapshot but a de-duplicated history, see
-`record_whale_flows`.
+`record_whale_flows`. The signals in a scanner's result are recorded in the
+same transaction (workers/store/history.py), and every cycle by `record_cycle`.
 
 A StoreWriter holds one connection and is meant for one worker thread.
 """
@@ -21,6 +22,7 @@ import logging
 import sqlite3
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional
 
+from . import history as H
 from . import rows as R
 from . import schema
 from .errors import SchemaTooNewError, StoreError, describe_sqlite_error
@@ -81,13 +83,19 @@ class StoreWriter:
     `busy_timeout_ms` bounds how long a write waits for another writer before
     raising StoreError. `on_connect(conn)` is called on every new connection
     after the pragmas (to add e.g. PRAGMA max_page_count or a trace callback).
+    `signal_retention_days`: how long this writer's kinds of signal are kept.
     The connection is opened on first use (or by `open()`) and thrown away
     after any failure, so the next call starts afresh once the cause is gone.
     """
 
     def __init__(self, state_dir, *, now: Callable[[], dt.datetime] = utc_now,
                  busy_timeout_ms: int = DEFAULT_WRITER_BUSY_TIMEOUT_MS,
-                 on_connect: Optional[Callable[[sqlite3.Connection], None]] = None):
+                 on_connect: Optional[Callable[[sqlite3.Connection], None]] = None,
+                 signal_retention_days: float = H.DEFAULT_SIGNAL_RETENTION_DAYS):
+        if isinstance(signal_retention_days, bool) or not isinstance(signal_retention_days, (int, float)) \
+                or not signal_retention_days > 0:
+            raise ValueError(f"signal_retention_days must be a number of days > 0, got {signal_retention_days!r}")
+        self.signal_retention_days = float(signal_retention_days)
         self._state_dir = state_dir
         self._now = now
         self._busy_timeout_ms = int(busy_timeout_ms)
@@ -170,7 +178,8 @@ class StoreWriter:
 
     # -- writes -------------------------------------------------------------
 
-    def replace_snapshot(self, dataset: str, rows: Any, keep: Iterable[str] = ()) -> int:
+    def replace_snapshot(self, dataset: str, rows: Any, keep: Iterable[str] = (),
+                         session: Optional[dt.date] = None) -> int:
         """Replace `dataset` with `rows` and stamp last_update, atomically.
 
         `dataset` is one of watchlist, macd_scanner, vpb_scanner,
@@ -179,7 +188,9 @@ class StoreWriter:
         is then `now`). One row per symbol. The stored rows of the symbols in
         `keep` (those this cycle could not fetch) stay as they are, with the
         time they were really fetched; every other old row goes. Returns the
-        number of rows the dataset now holds. Raises ValueError for an
+        number of rows the dataset now holds. With `session` (the date of the
+        daily bars a technical scan ran on), the new signals among `rows` are
+        recorded in the signal history (history.py). Raises ValueError for an
         unknown dataset, RowError for bad rows (nothing written), StoreError
         if the database refused the write (the previous snapshot stays).
         """
@@ -193,11 +204,16 @@ class StoreWriter:
 
         fresh = {row[0] for row in prepared}  # the symbol is every snapshot dataset's first column
         kept = json.dumps(sorted(set(keep) - fresh))
+        kinds = H.DATASET_SIGNAL_KINDS.get(dataset, ()) if session is not None else ()
+        signals = H.snapshot_signals(dataset, (R.from_db_row(dataset, row) for row in prepared), session) \
+            if kinds else []
 
         def work(conn: sqlite3.Connection) -> int:
             conn.execute(f"DELETE FROM {dataset} WHERE symbol NOT IN (SELECT value FROM json_each(?))", (kept,))
             carried = conn.execute(f"SELECT count(*) FROM {dataset}").fetchone()[0]
             conn.executemany(insert, prepared)
+            if kinds:
+                H.record_signals(conn, signals, now, kinds, self.signal_retention_days)
             self._stamp(conn, dataset, now)
             return len(prepared) + carried
 
@@ -213,8 +229,8 @@ class StoreWriter:
         detected_at take the newer sighting's values)
         instead of adding a row; seen on a later UTC day it starts a new row.
         Then rows with detected_at older than `retention_days` before `now` are
-        deleted and last_update['whale_flows'] is stamped; all in one
-        transaction. detected_at may be omitted (it is then `now`).
+        deleted, each new flow is recorded in the signal history (history.py),
+        and last_update['whale_flows'] is stamped; all in one transaction. detected_at may be omitted (it is then `now`).
         Raises ValueError for a bad retention, RowError for bad rows (nothing
         written), StoreError if the database refused the write.
         """
@@ -225,6 +241,7 @@ class StoreWriter:
         prepared = R.to_db_rows(R.WHALE_FLOWS, rows, now)
         cutoff = R.format_ts(now - dt.timedelta(days=retention_days))
         upsert = _whale_upsert_sql()
+        signals = H.whale_signals(R.from_db_row(R.WHALE_FLOWS, row) for row in prepared)
 
         def work(conn: sqlite3.Connection) -> WhaleFlowsResult:
             before = conn.execute("SELECT count(*) FROM whale_flows").fetchone()[0]
@@ -232,11 +249,17 @@ class StoreWriter:
             after = conn.execute("SELECT count(*) FROM whale_flows").fetchone()[0]
             expired = conn.execute(
                 "DELETE FROM whale_flows WHERE detected_at < ?", (cutoff,)).rowcount
+            H.record_signals(conn, signals, now, ("whale_flow",), self.signal_retention_days)
             self._stamp(conn, R.WHALE_FLOWS, now)
             inserted = after - before
             return WhaleFlowsResult(inserted, len(prepared) - inserted, expired)
 
         return self._run(R.WHALE_FLOWS, work)
+
+    def record_cycle(self, worker: str, duration_s: float, ok: bool) -> None:
+        """One cycle of `worker` that ended now, for the cycle history (kept history.CYCLE_RETENTION)."""
+        now = self._clock()
+        self._run("cycles", lambda conn: H.record_cycle(conn, worker, now, duration_s, ok))
 
     @staticmethod
     def _stamp(conn: sqlite3.Connection, dataset: str, now: dt.datetime) -> None:
