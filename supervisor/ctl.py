@@ -185,7 +185,8 @@ COMMANDS = {"status": cmd_status, "start": _steer("start"), "stop": _steer("stop
             "events": cmd_events}
 
 
-def parser():
+def parser(extra=None):
+    """The command line; `extra` maps more subcommand names to Command objects (e.g. alert-test)."""
     p = argparse.ArgumentParser(prog="mdwctl", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     where = p.add_mutually_exclusive_group()
@@ -206,6 +207,8 @@ def parser():
     sub.add_parser("shutdown", help="stop every worker and the supervisor")
     sub.add_parser("health", help="summary line; exit 3 unless every worker that should run is healthy")
     sub.add_parser("events", help="the supervisor's recent events (kills, crash loops, start, stop)")
+    for name, command in (extra or {}).items():
+        command.add_arguments(sub.add_parser(name, help=command.help))
     return p
 
 
@@ -234,8 +237,18 @@ def find_socket(args, environ=os.environ):
     return path
 
 
-def main(argv=None):
-    args = parser().parse_args(sys.argv[1:] if argv is None else argv)  # exits 2 on usage errors
+class Command:
+    """A subcommand that does not talk to mdwd (the program assembling mdwctl adds them: alert-test).
+    `run(args)` returns the exit code."""
+
+    def __init__(self, help, run, add_arguments=lambda parser: None):
+        self.help, self.run, self.add_arguments = help, run, add_arguments
+
+
+def main(argv=None, extra=None):
+    args = parser(extra).parse_args(sys.argv[1:] if argv is None else argv)  # exits 2 on usage errors
+    if extra and args.command in extra:
+        return extra[args.command].run(args)
     try:
         client = ControlClient(find_socket(args))
         return COMMANDS[args.command](client, args)
