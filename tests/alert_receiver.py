@@ -52,8 +52,8 @@ class Receiver:
             while not condition(self.bodies):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"timed out after {timeout}s waiting for {what}; received: "
-                                         f"{[b.get('title') for b in self.bodies]}")
+                    raise AssertionError(f"timed out after {timeout}s waiting for {what}; received: " + "".join(
+                        f"\n--- {b.get('title')}\n{b.get('message')}" for b in self.bodies))
                 self.lock.wait(min(left, 0.05))
             return list(self.bodies)
 

@@ -27,8 +27,10 @@ class BadConfig(Exception):
         self.problems = problems
 
 
-def run(config_path, load, environ=os.environ, stdout=sys.stdout, stderr=sys.stderr, sender=None):
+def run(config_path, load, environ=None, stdout=None, stderr=None, sender=None):
     """`load(path)` -> ([alerts] table, state_dir), or BadConfig."""
+    environ = os.environ if environ is None else environ
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     try:
         section, state_dir = load(config_path)
     except BadConfig as e:
