@@ -210,7 +210,6 @@ SECTIONS = {
         "urls": (list, None),  # checked by check_section, which never quotes an entry
         "urls_file": (str, None),
         "max_messages_per_minute": (int, whole(1, 600)),
-        "digest_after": (int, whole(1, 1000)),
         "timeout": (NUMBER, positive),
         "retry_initial": (NUMBER, positive),
         "retry_max": (NUMBER, positive),

@@ -2,9 +2,9 @@
 
 A message is (title, body). An alert alone gets a title naming what happened
 ("watchlist killed: hang on fetch TSLA", "MACD bullish cross: AAPL") and a
-body with the details. A digest (more alerts waiting than `digest_after`,
-or more than the rate limit lets out now) has one line per operational alert
-and one line per kind of signal, naming the symbols:
+body with the details. A digest (several alerts waiting when the rate limit
+lets the next message go) has one line per operational alert and one line
+per kind of signal, naming the symbols:
 "MACD bullish cross on AAPL, MSFT, NVDA, ... (+22 more) (30)" under the title "30 signals". Every body stays
 under MAX_BODY characters (Discord's limit is 2000), saying how much it left out.
 """

@@ -4,10 +4,13 @@ A Destination is one configured URL. Its `key` (a digest of the URL) names
 it in the outbox and in the heartbeat's item, its `label` (scheme and host
 as apprise prints them with privacy on: `json://127.0.0.1:8089`,
 `discord://1...5`, `tgram://1...f`) in logs, status and /metrics; the URL
-itself is shown nowhere. Rate limit: at most `max_messages_per_minute`
-messages in any 60 s (monotonic clock, kept in memory: a restart forgets
-it). A failed send waits retry_initial, doubling up to retry_max, before
-the destination is tried again; a success ends the wait.
+itself is shown nowhere. Rate limit: one message at a time, at least
+60 / `max_messages_per_minute` seconds after the previous one (monotonic
+clock, kept in memory: a restart forgets it), so the first alert goes at
+once and what arrives in the meantime goes together, in one digest. A failed
+send waits retry_initial, doubling up to retry_max (the failures in a row are
+kept in the outbox, so this survives a restart), before the destination is
+tried again; a success ends the wait.
 
 The sender is apprise, imported in the child only (the supervisor never
 loads it). Each destination has its own plugin object, with `timeout` as
@@ -15,7 +18,6 @@ its connect and read timeout. A send that trickles past them is not cut
 short here: the heartbeat before it goes stale and the supervisor kills this
 worker; its successor is handed the destination it hung on and backs off from it.
 """
-import collections
 import hashlib
 import logging
 import re
@@ -24,7 +26,6 @@ import urllib.parse
 from workers.alerts.settings import is_loopback_without_credentials
 
 log = logging.getLogger("alerts")
-WINDOW = 60.0
 
 
 def url_key(url):
@@ -43,7 +44,7 @@ class Destination:
         self.key = url_key(target.url) if target.url else url_key(target.source)
         self.label = label
         self.settings = settings
-        self.sent_at = collections.deque()  # monotonic times of the messages of the last WINDOW
+        self.next_at = 0.0  # the rate limit: no message before this (monotonic)
         self.failures = 0  # consecutive
         self.retry_at = 0.0
         self.last_error = None
@@ -53,22 +54,18 @@ class Destination:
         """What the heartbeat before a send names: enough to recognise the destination, nothing secret."""
         return f"{self.label} [{self.key}]"
 
-    def room(self, now):
-        """How many messages may go out now."""
-        while self.sent_at and now - self.sent_at[0] >= WINDOW:
-            self.sent_at.popleft()
-        return max(0, self.settings.max_messages_per_minute - len(self.sent_at))
-
     def ready(self, now):
-        return self.url is not None and now >= self.retry_at and self.room(now) > 0
+        return self.url is not None and now >= self.retry_at and now >= self.next_at
+
+    def _paced(self, now):
+        self.next_at = now + 60.0 / self.settings.max_messages_per_minute
 
     def on_sent(self, now):
-        self.sent_at.append(now)
+        self._paced(now)
         self.failures, self.retry_at, self.last_error = 0, 0.0, None
 
     def on_failed(self, now, why):
-        self.sent_at.append(now)  # an attempt counts against the limit too: a failing receiver is not hammered
-        self.failures += 1
+        self.failures += 1  # the backoff, not the pace, spaces the retries
         self.last_error = why
         return self.back_off(now)
 

@@ -7,9 +7,9 @@ Each pass (every `interval`, 1 s by default) it beats, then:
    login: derive.py), and the signals recorded since its cursor; keeps those
    the config switches on, and records them with the new cursors in one
    transaction of the outbox (outbox.py);
-2. delivers what waits, per destination: at most `max_messages_per_minute`,
-   one message per alert while few wait, else one digest for all of them
-   (compose.py); a failed send backs off, and is counted (deliver.py).
+2. delivers what waits, per destination, one message at a time, paced by
+   `max_messages_per_minute`: one alert alone, or one digest of all that
+   waited (compose.py); a failed send backs off, and is counted (deliver.py).
 It reports a good cycle when it could read its sources, its counters and
 its failing destinations (as warnings) in a status report.
 
@@ -193,23 +193,17 @@ class AlertWorker:
     # -- 2. deliver --------------------------------------------------------
 
     def deliver(self, final=False):
-        """Send what waits, destination by destination. `final` (stopping): one more message each, whatever
-        the rate limit says, so that the stop is told."""
+        """Send what waits, destination by destination: one message each, if its rate limit and backoff let
+        it go (`final`, stopping: whatever they say, so that the stop is told)."""
         self.sent_this_pass = 0
         for d in self.usable:
-            while True:
-                now = self.clock()
-                if not final and not d.ready(now):
-                    break
-                pending = self.outbox.pending(d.key, MAX_DIGEST)
-                if not pending:
-                    break
-                alone = len(pending) <= min(d.room(now), self.settings.digest_after) and not final
-                batch = pending[:1] if alone or len(pending) == 1 else pending
+            if d.url is None or not (final or d.ready(self.clock())):
+                continue
+            batch = self.outbox.pending(d.key, MAX_DIGEST)
+            if batch:
                 title, body = compose.single(batch[0], self.origin) if len(batch) == 1 else \
                     compose.digest(batch, self.origin)
-                if not self._send(d, batch, title, body) or final:
-                    break
+                self._send(d, batch, title, body)
 
     def _send(self, d, batch, title, body):
         self.beat("send", d.item)

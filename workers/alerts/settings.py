@@ -220,7 +220,6 @@ class SignalFilter:
 class Settings:
     interval: float = 1.0
     max_messages_per_minute: int = 6
-    digest_after: int = 3
     timeout: float = 5.0
     retry_initial: float = 10.0
     retry_max: float = 600.0
@@ -236,7 +235,7 @@ class Settings:
                         for kind, t in section.get("signals", {}).items())
         return cls(interval=float(interval),
                    max_messages_per_minute=int(section.get("max_messages_per_minute", 6)),
-                   digest_after=int(section.get("digest_after", 3)), timeout=float(section.get("timeout", 5.0)),
+                   timeout=float(section.get("timeout", 5.0)),
                    retry_initial=float(section.get("retry_initial", 10.0)),
                    retry_max=float(section.get("retry_max", 600.0)),
                    events=frozenset(k for switch, on in switches.items() if on for k in EVENT_SWITCHES[switch]),
