@@ -76,7 +76,8 @@ def test_switches_and_signal_filters_are_checked():
         "alerts.events.stale = 'yes': expected true or false",
         "alerts.events.hang: unknown event; allowed are killed, flapping, escalated, quarantine, stale, "
         "schwab_login, service",
-        "alerts.signals.macd: unknown signal; allowed are whale_flow, macd_cross, ttm_fire, vpb_breakout, vpb_breakdown",
+        "alerts.signals.macd: unknown signal; allowed are whale_flow, macd_cross, ttm_fire, vpb_breakout, "
+        "vpb_breakdown",
         "alerts.signals.ttm_fire.direction = 'up': allowed is one of any, bullish, bearish",
         "alerts.signals.ttm_fire.colour: unknown key; allowed are enabled, symbols, min_score, direction",
         "alerts.signals.whale_flow.min_score = -1: allowed is a number >= 0",
@@ -110,7 +111,8 @@ def test_a_urls_file_readable_by_others_is_refused_and_a_private_one_read(tmp_pa
     path.write_text(f"# Discord\n{DISCORD}\n\njson://127.0.0.1:9/x\n")
     path.chmod(0o644)
     (target,) = settings_module.targets({"urls_file": "alert-urls"}, str(tmp_path))
-    assert target.url is None and "is readable by others (mode 0644)" in target.problem and "chmod 600" in target.problem
+    assert target.url is None and "is readable by others (mode 0644)" in target.problem
+    assert "chmod 600" in target.problem
     path.chmod(0o600)
     found = settings_module.targets({"urls_file": "alert-urls"}, str(tmp_path))
     assert [(t.source, t.url) for t in found] == [("urls_file line 2", DISCORD), ("urls_file line 4",
@@ -203,16 +205,28 @@ def test_the_installed_mdwctl_has_alert_test_and_the_plain_one_does_not(capsys):
 
 
 def test_metrics_export_the_alerts_workers_counters(app, control):
-    counters = {"alerts_sent": {"json://127.0.0.1:9": 12, "discord://1...2": 3}, "alerts_failed": {"json://127.0.0.1:9": 4},
-                "alerts_dropped": {}, "alerts_pending": {"json://127.0.0.1:9": 2, "discord://1...2": 0}}
+    local = "json://127.0.0.1:9"
+    counters = {"alerts_sent": {local: 12, "discord://1...2": 3}, "alerts_failed": {local: 4},
+                "alerts_dropped": {}, "alerts_pending": {local: 2, "discord://1...2": 0}}
     control.rows.append(worker_row("alerts", reported={"counters": counters}))
     families = metric_families(app)
     assert samples(families["mdw_alerts_sent"]) == {
         ("mdw_alerts_sent_total", (("url", "discord://1...2"),)): 3.0,
         ("mdw_alerts_sent_total", (("url", "json://127.0.0.1:9"),)): 12.0}
-    assert samples(families["mdw_alerts_failed"]) == {("mdw_alerts_failed_total", (("url", "json://127.0.0.1:9"),)): 4.0}
+    assert samples(families["mdw_alerts_failed"]) == {("mdw_alerts_failed_total", (("url", local),)): 4.0}
     assert samples(families["mdw_alerts_pending"])[("mdw_alerts_pending", (("url", "json://127.0.0.1:9"),))] == 2.0
 
 
 def test_metrics_have_no_alert_families_without_an_alerts_worker(app):
     assert "mdw_alerts_sent" not in metric_families(app)
+
+
+def test_mdwd_warns_at_start_about_a_urls_file_others_can_read(tmp_path, caplog):
+    from supervisor.main import warn_about_open_secrets
+
+    config = build({"urls_file": "alert-urls"}, state_dir=str(tmp_path))
+    (tmp_path / "alert-urls").write_text("json://127.0.0.1:9/x\n")
+    (tmp_path / "alert-urls").chmod(0o640)
+    warn_about_open_secrets(config, environ={})
+    assert f"the alert URLs file ([alerts] urls_file) {tmp_path}/alert-urls is readable by its group (mode 0640)" \
+        in caplog.text

@@ -1,5 +1,6 @@
 """Alerts from a real tree to a local receiver (apprise's json:// to 127.0.0.1), with every way the
 receiver can let us down: answering 500, hanging, trickling; and the alerts worker itself killed."""
+import datetime
 import os
 import re
 import signal
@@ -182,3 +183,22 @@ def test_the_incident_on_the_embedded_defaults_reaches_a_person(make_tree, recei
                        "TSLA quarantined (watchlist)", "TSLA quarantined (macd)"), 40)
     assert tree.stop() == 0
     receiver.wait(says("service stopped"), 10)
+
+
+def test_thirty_crosses_written_by_a_scanner_reach_the_receiver_as_one_digest(make_tree, receiver):
+    from tests.test_history import macd_row
+    from workers.store import StoreWriter
+
+    signals = {"macd_cross": {"enabled": True, "direction": "bullish"}}
+    tree = make_tree({"alerts": alerts_worker()},
+                     {"alerts": {"urls": [receiver.url], "signals": signals, "max_messages_per_minute": 60}}).start()
+    receiver.wait(says("service started"), 15)  # its first pass is done: what is written now is news
+    symbols = [f"S{n:02d}" for n in range(30)]
+    writer = StoreWriter(tree.state_dir)  # as the macd scanner writes a cycle: rows and signals, one transaction
+    rows = [macd_row(s, bullish=True) for s in symbols] + [macd_row("BEAR", bearish=True)]
+    writer.replace_snapshot("macd_scanner", rows, session=datetime.date.today())
+    bodies = receiver.wait(says("30 signals"), 15)
+    (digest,) = [b for b in bodies if b["title"].endswith("30 signals")]
+    assert digest["message"] == "MACD bullish cross on S00, S01, S02, S03, S04, S05, S06, S07, ... (+22 more) (30)"
+    assert tree.stop() == 0
+    assert "BEAR" not in text(receiver.bodies)

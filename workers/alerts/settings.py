@@ -107,7 +107,8 @@ def _signal_table(kind, table):
         if types is None:
             problems.append(f"{where}.{key}: unknown key; allowed are {', '.join(SIGNAL_KEYS)}")
         elif not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
-            problems.append(f"{where}.{key} = {value!r}: expected {types.__name__ if isinstance(types, type) else 'a number'}")
+            expected = types.__name__ if isinstance(types, type) else "a number"
+            problems.append(f"{where}.{key} = {value!r}: expected {expected}")
         elif key == "symbols" and not all(isinstance(s, str) and s == s.strip().upper() and s for s in value):
             problems.append(f"{where}.symbols = {value!r}: allowed is a list of upper-case ticker symbols ([] = all)")
         elif key == "direction" and value not in DIRECTIONS:
