@@ -19,14 +19,28 @@ $(VENV)/.test-deps: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.run-deps
 
-## run: install into .venv and run the whole supervised tree in the foreground (Ctrl-C stops it);
-## CONFIG=file.toml runs with that config over the embedded defaults
+## run: install into .venv and run the whole supervised tree in the foreground (Ctrl-C stops it,
+## exit 0), its state in ./var (STATE_DIR=); CONFIG=file.toml runs with that config over the embedded defaults
+# supervisor.foreground gives mdwd the terminal, so a Ctrl-C stops mdwd cleanly without killing make.
+STATE_DIR ?= $(CURDIR)/var
 run: $(VENV)/.run-deps
-	$(BIN)/mdwd $(if $(CONFIG),--config $(CONFIG))
+	$(BIN)/python -m supervisor.foreground $(BIN)/mdwd --state-dir $(STATE_DIR) $(if $(CONFIG),--config $(CONFIG))
 
-## test: install with the test extra and run the test suite
-test: $(VENV)/.test-deps
+## test: install with the test extra (and promtool) and run the test suite
+test: $(VENV)/.test-deps promtool
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# promtool checks deploy/prometheus in the tests. It comes from Debian's prometheus package,
+# unpacked into .venv rather than installed: installing it would start a Prometheus server.
+PROMTOOL := $(VENV)/promtool/bin/promtool
+.PHONY: promtool
+promtool: $(BIN)/python
+	@command -v promtool >/dev/null || test -x $(PROMTOOL) || { rm -rf $(VENV)/promtool.deb \
+	  && mkdir -p $(VENV)/promtool.deb $(dir $(PROMTOOL)) && cd $(VENV)/promtool.deb \
+	  && { apt-get download -qq prometheus 2>/dev/null || { apt-get update -qq && apt-get download -qq prometheus; }; } \
+	  && dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool > ../promtool/bin/promtool.new \
+	  && chmod 755 ../promtool/bin/promtool.new && mv ../promtool/bin/promtool.new ../promtool/bin/promtool \
+	  && cd .. && rm -rf promtool.deb; }
 
 ## test-systemd: as root, boot a real systemd in a cached Debian root and test the service under it
 .PHONY: test-systemd

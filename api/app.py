@@ -18,8 +18,6 @@ and the data is at most that much older (`age_s` included).
 """
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import threading
 import time
@@ -28,24 +26,22 @@ from typing import Any, Callable, Optional
 import bottle
 
 from workers import market_hours
-from workers.store import StoreError
-
 from workers.store import history as H
 from workers.store.rows import DATASETS
 
 from . import metrics
 from . import validation as V
-from .export import CSV_CONTENT_TYPE, to_csv
-from .symbol_series import WARMUP_BARS, symbol_series
+from .answers import JSON_CONTENT_TYPE, dumps, json_answer, json_endpoint, json_failure
 from .cors import CorsPolicy
+from .export import CSV_CONTENT_TYPE, to_csv
 from .health import health_problems
-from .status import SupervisorUnavailable, schedules
+from .status import schedules
+from .symbol_series import WARMUP_BARS, symbol_series
 
 __all__ = ["create_app", "JSON_CONTENT_TYPE", "WORKER_FIELDS", "dumps"]
 
 log = logging.getLogger("api")
 
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 # The fields of a GET /api/workers row (API.md), taken from the supervisor's status rows.
 WORKER_FIELDS = ("name", "state", "healthy", "problem", "warnings", "pid", "uptime_s", "restarts", "last_beat_age_s",
                  "last_cycle_ok_age_s", "phase", "item", "last_exit", "rss_mb", "backoff_s", "quarantined")
@@ -56,24 +52,6 @@ _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # that one's, version 1.0 of the contract.
 SERVICE_NAME, SERVICE_VERSION = "Options Scanner API", "1.0"
 
-_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-
-
-def dumps(obj: Any) -> bytes:
-    """JSON as Flask's jsonify wrote it: sorted keys, compact, ASCII, newline-terminated."""
-    return (_encode(obj) + "\n").encode("ascii")
-
-
-def _answer(status: int, obj: Any, headers: Optional[dict] = None) -> bottle.HTTPResponse:
-    response = bottle.HTTPResponse(body=dumps(obj), status=status)
-    response.content_type = JSON_CONTENT_TYPE
-    for name, value in (headers or {}).items():
-        response.set_header(name, value)
-    return response
-
-
-def _failure(status: int, error: str, headers: Optional[dict] = None) -> bottle.HTTPResponse:
-    return _answer(status, {"success": False, "error": error}, headers)
 
 
 def _raw_answer(start_response, status: int, body: bytes, headers=()) -> list[bytes]:
@@ -201,24 +179,6 @@ class _JsonBottle(bottle.Bottle):
         return dumps({"success": False, "error": error})
 
 
-def _endpoint(handler: Callable) -> Callable:
-    """Map the errors a handler may meet to JSON answers (400, 503)."""
-
-    @functools.wraps(handler)
-    def wrapper(*args, **kwargs):
-        try:
-            return handler(*args, **kwargs)
-        except V.ParamError as exc:
-            return _failure(400, str(exc))
-        except StoreError as exc:
-            log.warning("store read failed: %s", exc)
-            return _failure(503, f"the store cannot be read: {exc}")
-        except SupervisorUnavailable as exc:
-            return _failure(503, f"the supervisor cannot be reached: {exc}")
-
-    return wrapper
-
-
 def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
                api_name: str = "api", cors_origins=("*",),
                clock: Optional[Callable[[], Any]] = None, refresh_token_expiry=None) -> bottle.Bottle:
@@ -253,7 +213,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
             response = bottle.HTTPResponse(body=to_csv(columns, rows), status=200)
             response.content_type = CSV_CONTENT_TYPE
             return response
-        return _answer(200, {"success": True, "count": len(rows), **echo, "data": rows})
+        return json_answer(200, {"success": True, "count": len(rows), **echo, "data": rows})
 
     def fields(dataset):
         return [column.name for column in DATASETS[dataset]]
@@ -261,30 +221,30 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     # -- the old service's endpoints ----------------------------------------
 
     @app.get("/")
-    @_endpoint
+    @json_endpoint
     def home():
         """The old banner, `cache_stats` being /api/stats's `stats`. The seam for the status page
         (another issue): a request whose Accept asks for text/html is to get it here, then with
         `Vary: Accept`. Until it exists every client, a browser too, gets this JSON."""
-        return _answer(200, {"status": "running", "service": SERVICE_NAME, "version": SERVICE_VERSION,
+        return json_answer(200, {"status": "running", "service": SERVICE_NAME, "version": SERVICE_VERSION,
                              "cache_stats": stats_of_the_store()})
 
     @app.get("/health")
-    @_endpoint
+    @json_endpoint
     def health():
         problems = health_problems(reader, status, clock())
         if problems:
-            return _answer(503, {"status": "degraded", "problems": problems})
-        return _answer(200, {"status": "healthy"})
+            return json_answer(503, {"status": "degraded", "problems": problems})
+        return json_answer(200, {"status": "healthy"})
 
     @app.get("/api/watchlist")
-    @_endpoint
+    @json_endpoint
     def watchlist():
         order_by, limit = V.watchlist_params(query())
         return listing(reader.watchlist(order_by=order_by, limit=limit), fields("watchlist"))
 
     @app.get("/api/whale_flows")
-    @_endpoint
+    @json_endpoint
     def whale_flows():
         sort_by, limit, hours = V.whale_flows_params(query(), status.whale_retention_hours())
         return listing(reader.whale_flows(sort_by=sort_by, limit=limit, hours=hours), fields("whale_flows"),
@@ -294,7 +254,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
         dataset = path.rsplit("/", 1)[1]
 
         @app.get(path)
-        @_endpoint
+        @json_endpoint
         def endpoint():
             filter_, echoed, limit = V.scanner_params(query(), filters, aliases)
             return listing(getattr(reader, method)(filter=filter_, limit=limit), fields(dataset), filter=echoed)
@@ -304,71 +264,71 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     scanner("/api/ttm_squeeze_scanner", V.TTM_FILTERS, "ttm")
 
     @app.get("/api/stats")
-    @_endpoint
+    @json_endpoint
     def stats():
-        return _answer(200, {"success": True, "stats": stats_of_the_store()})
+        return json_answer(200, {"success": True, "stats": stats_of_the_store()})
 
     def stats_of_the_store():
         """The old stats (counts, last updates) and, new, the market's state."""
         return {**reader.stats(), "market": market_hours.market_state(clock())}
 
     @app.get("/api/last_update")
-    @_endpoint
+    @json_endpoint
     def last_update():
         rows = status.rows_or_none()
         updates = reader.last_update(stale_after=status.limits(rows), schedules=schedules(rows))
-        return _answer(200, {"success": True, **updates, "market": market_hours.market_state(clock())})
+        return json_answer(200, {"success": True, **updates, "market": market_hours.market_state(clock())})
 
     # -- new endpoints ------------------------------------------------------
 
     @app.get("/api/signals")
-    @_endpoint
+    @json_endpoint
     def signals():
         kind, symbol, since, limit = V.signals_params(query(), H.SIGNAL_KINDS)
         return listing(reader.signals(kind=kind, symbol=symbol, since=since, limit=limit), SIGNAL_FIELDS)
 
     @app.get("/api/symbol/<name:path>")
-    @_endpoint
+    @json_endpoint
     def one_symbol(name):
         symbol, days = V.symbol(name, "the symbol in /api/symbol/<SYMBOL>"), V.symbol_days(query())
         bars = reader.daily_bars(symbol, days + WARMUP_BARS)
         if not bars:
-            return _failure(404, f"no daily bars are stored for {symbol}: the technical scanners fetch those of "
+            return json_failure(404, f"no daily bars are stored for {symbol}: the technical scanners fetch those of "
                                  f"the symbols in their `symbols` option")
         data = symbol_series(bars, days)
-        return _answer(200, {"success": True, "symbol": symbol, "count": len(data["date"]), "data": data})
+        return json_answer(200, {"success": True, "symbol": symbol, "count": len(data["date"]), "data": data})
 
     @app.get("/api/cycles")
-    @_endpoint
+    @json_endpoint
     def cycles():
         worker, hours = V.cycles_params(query())
-        return _answer(200, {"success": True, "hours": hours, **_counted(reader.cycles(worker=worker, hours=hours))})
+        return json_answer(200, {"success": True, "hours": hours, **_counted(reader.cycles(worker=worker, hours=hours))})
 
     @app.get("/api/workers")
-    @_endpoint
+    @json_endpoint
     def workers():
         rows = [{field: _worker_field(row, field) for field in WORKER_FIELDS} for row in status.rows()]
-        return _answer(200, {"success": True, "count": len(rows), "data": rows})
+        return json_answer(200, {"success": True, "count": len(rows), "data": rows})
 
     @app.post("/api/workers/<name>/restart")
-    @_endpoint
+    @json_endpoint
     def restart(name):
         if not token:
-            return _failure(403, "mutating endpoints are disabled: no API token is configured "
+            return json_failure(403, "mutating endpoints are disabled: no API token is configured "
                                  "(set [api] token or MDW_API_TOKEN)")
         if not V.token_matches(V.bearer_token(bottle.request.environ.get("HTTP_AUTHORIZATION")), token):
-            return _failure(401, "missing or wrong token: send 'Authorization: Bearer <token>'",
+            return json_failure(401, "missing or wrong token: send 'Authorization: Bearer <token>'",
                             {"WWW-Authenticate": 'Bearer realm="mdw"'})
         last = [api_name] if name == ALL_WORKERS else []
         answer = status.restart(name, last=last)
         if answer.get("ok") is True:
             log.info("restart of worker %r requested over the API%s", name,
                      f" ({api_name} last)" if last else "")
-            return _answer(202, {"success": True, "name": name, "status": "restart queued"})
+            return json_answer(202, {"success": True, "name": name, "status": "restart queued"})
         error = str(answer.get("error") or "the supervisor refused the restart")
         if answer.get("kind") == "unknown_name":
-            return _failure(404, f"no worker named {name!r}: {error}")
-        return _failure(409, error)
+            return json_failure(404, error)  # mdwd's own words: "no worker named 'x'; known: ..."
+        return json_failure(409, error)
 
     @app.get("/metrics")
     def prometheus():

@@ -35,10 +35,12 @@ class RemoteFakeSchwab:
             self.proc.wait()
 
 
-def serve():
+def serve(live=False):
+    """`--live`: the market on the real clock (for trying the tree by hand), not the tests' fixed moment."""
     from tests.fake_schwab import FakeSchwab
+    from workers.providers.sim import SimProvider
 
-    fake = FakeSchwab().start()
+    fake = (FakeSchwab(SimProvider(seed=5)) if live else FakeSchwab()).start()
     print(json.dumps({"url": fake.url, "app_key": fake.app_key, "app_secret": fake.app_secret,
                       "refresh_token": fake.refresh_token, "access_token": fake.issue_access_token()}), flush=True)
     try:
@@ -51,4 +53,4 @@ def serve():
 
 
 if __name__ == "__main__":
-    serve()
+    serve(live="--live" in sys.argv[1:])

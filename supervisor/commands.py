@@ -36,7 +36,7 @@ def _workers(supervisor, request, empty_means_all):
         return list(supervisor.workers.values())
     unknown = [n for n in names if n not in supervisor.workers]
     if unknown:
-        raise CommandError("unknown_name", f"unknown worker {', '.join(map(repr, unknown))}; "
+        raise CommandError("unknown_name", f"no worker named {' or '.join(map(repr, unknown))}; "
                                            f"known: {', '.join(supervisor.workers) or 'none'}")
     return [supervisor.workers[n] for n in dict.fromkeys(names)]
 

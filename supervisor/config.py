@@ -20,8 +20,7 @@ import re
 import tomllib
 
 from supervisor.shared.checks import NUMBER, positive, text, whole, zero_is_off
-
-DEFAULT_STATE_DIR = "./var"
+from supervisor.shared.paths import resolve_state_dir
 _SECRET_NAME = re.compile(r"token|secret|password|key", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -129,20 +128,21 @@ def read_file(path):
         raise ConfigError(["not usable TOML: arrays or tables nest too deeply"], source) from None
 
 
-def load(path=None, *, registry, environ=None):
-    """Read `path` (or only the defaults when None) and validate the merged result."""
+def load(path=None, *, registry, environ=None, state_dir=None):
+    """Read `path` (or only the defaults when None) and validate the merged result. `state_dir`
+    (mdwd --state-dir) wins over the config's and the default one."""
     override = read_file(path) if path else {}
     return from_tables(override, str(path or ""), environ, str(path) if path else "embedded defaults",
-                       registry=registry)
+                       registry=registry, state_dir=state_dir)
 
 
-def from_tables(override, path="", environ=None, source="config", *, registry):
+def from_tables(override, path="", environ=None, source="config", *, registry, state_dir=None):
     """Validate `override` (parsed TOML tables) merged over the embedded defaults."""
     environ = os.environ if environ is None else environ
     try:
         merged = merge(defaults(registry), override)
         problems = []
-        config = _build(merged, override, path, environ, problems, registry)
+        config = _build(merged, override, path, environ, problems, registry, state_dir)
     except RecursionError:
         raise ConfigError(["arrays or tables nest too deeply"], source) from None
     if problems:
@@ -150,14 +150,12 @@ def from_tables(override, path="", environ=None, source="config", *, registry):
     return config
 
 
-def state_dir_of(tables, environ):
-    """Where the state lives, from a config file's parsed tables: its [supervisor] state_dir, else
-    systemd's $STATE_DIRECTORY, else DEFAULT_STATE_DIR (the embedded default); made absolute."""
+def state_dir_of(tables, environ, config_path=""):
+    """Where the state lives, from the parsed tables of the config file at `config_path`: its
+    [supervisor] state_dir (relative to the file's folder), else $STATE_DIRECTORY, else
+    ~/.local/state/market-data-worker (supervisor/shared/paths.py); absolute."""
     sup = tables.get("supervisor") if isinstance(tables.get("supervisor"), dict) else {}
-    state_dir = sup.get("state_dir")
-    if not isinstance(state_dir, str) or not state_dir.strip():
-        state_dir = environ["STATE_DIRECTORY"].split(":")[0] if environ.get("STATE_DIRECTORY") else DEFAULT_STATE_DIR
-    return os.path.abspath(state_dir)
+    return resolve_state_dir(sup.get("state_dir"), config_path, environ)
 
 
 def merge(base, override):
@@ -213,7 +211,7 @@ def _tables_only(merged, registry, problems):
             merged[section] = default.get(section, {})
 
 
-def _build(merged, override, path, environ, problems, registry):
+def _build(merged, override, path, environ, problems, registry, forced_state_dir=None):
     _tables_only(merged, registry, problems)
     for section, spec in registry.sections.items():
         table = merged.get(section, {})
@@ -234,11 +232,16 @@ def _build(merged, override, path, environ, problems, registry):
         else:
             _check("supervisor", key, value, *SUPERVISOR_KEYS[key][:2], problems)
     supervisor_ok = len(problems) == before
-    if supervisor_ok and sup["backoff_max"] < sup["backoff_initial"]:
-        problems.append(f"supervisor.backoff_max = {sup['backoff_max']!r}: allowed is a number >= "
-                        f"backoff_initial ({sup['backoff_initial']:g})")
+    if supervisor_ok and sup["backoff_max"] < sup["backoff_initial"]:  # once, naming the key the file set
+        own = override.get("supervisor") if isinstance(override.get("supervisor"), dict) else {}
+        if "backoff_max" in own or "backoff_initial" not in own:
+            problems.append(f"supervisor.backoff_max = {sup['backoff_max']!r}: allowed is a number >= "
+                            f"backoff_initial ({sup['backoff_initial']:g})")
+        else:
+            problems.append(f"supervisor.backoff_initial = {sup['backoff_initial']!r}: allowed is a number <= "
+                            f"backoff_max ({sup['backoff_max']:g})")
         supervisor_ok = False
-    state_dir = state_dir_of(override, environ)
+    state_dir = os.path.abspath(forced_state_dir) if forced_state_dir else state_dir_of(override, environ, path)
     workers = {}
     for name, table in merged.get("workers", {}).items():
         spec = _worker(name, table, merged, state_dir, problems, supervisor_ok, registry)

@@ -216,8 +216,9 @@ SERVICE_SOCKET = "/run/market-data-worker/mdwd.sock"  # the systemd unit's Runti
 
 
 def find_socket(args, environ=os.environ):
-    """--socket; else the socket of the config's state_dir; else, if that does not exist, the
-    systemd service's. A config that cannot be read is reported and the other rules still apply.
+    """--socket; else the socket in the state dir (the config's state_dir, relative to the config
+    file's folder, or the default one: supervisor/shared/paths.py); else, if there is none there,
+    the systemd service's. A config that cannot be read is reported and the other rules still apply.
 
     Only [supervisor] state_dir is read from the config: mdwctl needs no worker kinds to find mdwd."""
     if args.socket:
@@ -231,7 +232,8 @@ def find_socket(args, environ=os.environ):
         except config_module.ConfigError as e:
             print(f"mdwctl: cannot use the config to find the socket ({e}); trying the default places",
                   file=sys.stderr)
-    path = socket_path(config_module.state_dir_of(tables, environ), environ)
+            tables = {}
+    path = socket_path(config_module.state_dir_of(tables, environ, args.config or ""), environ)
     if not os.path.exists(path) and os.path.exists(SERVICE_SOCKET):
         return SERVICE_SOCKET
     return path

@@ -411,7 +411,7 @@ class Supervisor:
         worker.on_spawned(pid, now)
         self.by_pid[pid] = worker
         self.channels[heartbeat_fd] = Channel(worker, heartbeat_fd, "heartbeat", protocol.MessageDecoder())
-        output = ChildOutput(worker, self.formatter, now)
+        output = ChildOutput(worker, self.formatter, now, wall=self.host.wall)
         if self.control:
             output.listener = lambda lines, name=worker.name: self.control.publish(name, lines)
         self.channels[log_fd] = Channel(worker, log_fd, "log", output)

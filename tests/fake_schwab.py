@@ -176,7 +176,9 @@ class FakeSchwab:
         out = {}
         for symbol, row in batch.iterrows():
             price, change = float(row["price"]), float(row["daily_change"])
-            trade_time = pd.Timestamp(f"{row['session']} 15:59", tz="America/New_York")
+            regular_time = pd.Timestamp(f"{row['session']} 15:59", tz="America/New_York")
+            extended = price != float(row["session_last"])  # the sim's after-hours drift
+            trade_time = pd.Timestamp(self.market._clock()) if extended else regular_time
             out[symbol] = {"assetMainType": "EQUITY", "symbol": symbol, "realtime": True,
                            "quote": {"lastPrice": price, "closePrice": round(price - change, 4),
                                      "netChange": change,
@@ -186,7 +188,9 @@ class FakeSchwab:
                                      "lowPrice": float(row["low"]),
                                      "tradeTime": int(trade_time.timestamp() * 1000),
                                      "bidPrice": round(price - 0.01, 2),
-                                     "askPrice": round(price + 0.01, 2)}}
+                                     "askPrice": round(price + 0.01, 2)},
+                           "regular": {"regularMarketLastPrice": float(row["session_last"]),
+                                       "regularMarketTradeTime": int(regular_time.timestamp() * 1000)}}
         bad = [s for s in symbols if s in self.invalid_symbols]
         if bad:
             out["errors"] = {"invalidSymbols": bad}
@@ -200,7 +204,7 @@ class FakeSchwab:
             stamps = [int(ts.timestamp() * 1000) for ts in bars.index]
         else:
             start = dt.datetime.fromtimestamp(int(query["startDate"][0]) / 1000, dt.timezone.utc)
-            days = (MARKET_TIME - start).days
+            days = (self.market._clock() - start).days
             bars = self.market.daily_bars(symbol, days)
             stamps = [int(dt.datetime.combine(ts.date(), dt.time(), CHICAGO).timestamp() * 1000)
                       for ts in bars.index]
@@ -210,7 +214,7 @@ class FakeSchwab:
 
     def expirationchain_payload(self, query):
         symbol = query["symbol"][0]
-        today = MARKET_TIME.date()
+        today = self.market._clock().date()
         weeklies = self.market.expirations(symbol, 6)
         dates = set(weeklies)
         if symbol in ("SPY", "QQQ", "IWM"):  # dailies, as for the big index ETFs

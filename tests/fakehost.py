@@ -46,7 +46,8 @@ class FakeHost:
         return self.clock
 
     def wall(self):
-        return 1_800_000_000.0 + self.clock  # 2027-01-15, moving with the fake clock
+        """The wall clock: a fixed day plus the fake clock (log lines' stamps)."""
+        return 1_780_000_000.0 + self.clock
 
     def at(self, when, action):
         heapq.heappush(self.events, (when, next(self.seq), action))

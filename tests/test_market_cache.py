@@ -1,6 +1,7 @@
 """Request economy: daily bars fetched once a day and kept current from quotes; expirations once a day;
 chains stored for every dataset. In-process cycles on the simulated market, default universe."""
 import datetime as dt
+import math
 
 import numpy as np
 import pytest
@@ -160,3 +161,29 @@ def test_a_quote_before_the_first_trade_writes_no_bar(tmp_path):
              "session": "2026-11-25"}  # what Schwab sends before the open
     assert cache.update_session_bars({"AAPL": quote}) == (0, [])
     assert cache.bars(["AAPL"])["AAPL"].equals(before)
+
+
+def test_an_after_hours_trade_moves_the_watchlist_price_but_not_the_sessions_close(tmp_path):
+    clock = Clock(OPEN)
+    quotes, macd = scans(tmp_path, clock, counted(clock))
+    macd.run_cycle()
+    cache = MarketCache(StoreWriter(tmp_path, now=clock))
+    bar = cache.bars(["AAPL"])["AAPL"].iloc[-1]
+    previous_close = float(cache.bars(["AAPL"])["AAPL"]["close"].iloc[-2])
+    quote = {"price": bar["close"] * 1.02, "daily_change": bar["close"] * 1.02 - previous_close, "volume": 10,
+             "open": bar["open"], "high": bar["high"], "low": bar["low"], "session_last": bar["close"],
+             "session": "2026-11-25"}
+    assert cache.update_session_bars({"AAPL": quote}) == (1, [])
+    assert cache.bars(["AAPL"])["AAPL"]["close"].iloc[-1] == pytest.approx(bar["close"])
+
+
+def test_schwab_takes_the_sessions_close_from_its_regular_market_fields():
+    from workers.providers.schwab_payloads import parse_quote
+
+    entry = {"quote": {"lastPrice": 101.5, "closePrice": 99.0, "totalVolume": 5, "openPrice": 99.5,
+                       "highPrice": 100.5, "lowPrice": 99.1, "tradeTime": 1764720000000},  # 2025-12-03 00:00 UTC
+             "regular": {"regularMarketLastPrice": 100.25, "regularMarketTradeTime": 1764694740000}}  # 11:59 New York
+    quote = parse_quote("AAPL", entry, invalid=False)
+    assert quote["price"] == 101.5 and quote["session_last"] == 100.25 and quote["session"] == "2025-12-02"
+    bare = parse_quote("AAPL", {"quote": entry["quote"]}, invalid=False)
+    assert math.isnan(bare["session_last"]) and bare["session"] == "2025-12-02"  # 19:00 New York, the 2nd

@@ -51,12 +51,16 @@ def test_prices_move_during_the_session_and_drift_a_little_outside_it_without_to
     close = sim_at(close_time).daily_bars("AAPL", 5)["close"].iloc[-1]
     settled = sim_at(close_time + dt.timedelta(minutes=4)).quotes(["AAPL"]).loc["AAPL"]
     assert settled["price"] == pytest.approx(close, abs=0.01) and settled["session"] == "2026-03-10"
-    # the evening, and a Sunday: the price moves around the close, never far, and is no session's bar
-    for start in (close_time + dt.timedelta(hours=2), dt.datetime(2026, 3, 15, 17, 0, tzinfo=UTC)):
+    assert settled["session_last"] == pytest.approx(close, abs=1e-4)
+    # the evening, and a Sunday: the price moves around the close, never far; the session's last stays the close
+    for start, session in ((close_time + dt.timedelta(hours=2), "2026-03-10"),
+                           (dt.datetime(2026, 3, 15, 17, 0, tzinfo=UTC), "2026-03-13")):
         last_close = sim_at(start).daily_bars("AAPL", 5)["close"].iloc[-1]
         quotes = [sim_at(start + dt.timedelta(minutes=m)).quotes(["AAPL"]).loc["AAPL"] for m in (0, 10, 20, 40)]
         assert len({q["price"] for q in quotes}) > 2
-        assert all(abs(q["price"] / last_close - 1) < 0.005 and q["session"] is None for q in quotes)
+        assert all(abs(q["price"] / last_close - 1) < 0.005 for q in quotes)
+        assert all(q["session"] == session and q["session_last"] == pytest.approx(last_close, abs=1e-4)
+                   for q in quotes)
     later = sim_at(close_time + dt.timedelta(days=5)).daily_bars("AAPL", 10)
     assert later.loc["2026-03-10", "close"] == pytest.approx(close)
 

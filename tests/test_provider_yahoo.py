@@ -54,7 +54,8 @@ def test_every_method_answers_in_the_standard_shapes_and_units(make):
     assert tuple(quotes.columns) == QUOTE_COLUMNS and list(quotes.index) == ["AAPL", "MSFT"]
     assert quotes.index.name == "symbol" and quotes.errors == {}
     assert [str(t) for t in quotes.dtypes] == ["float64", "float64", "float64", "int64", "float64", "float64",
-                                               "float64", "object"]
+                                               "float64", "float64", "object"]
+    assert quotes.loc["AAPL", "session_last"] == quotes.loc["AAPL", "price"]  # Yahoo's is the regular session's
     assert quotes.loc["AAPL", "low"] <= quotes.loc["AAPL", "price"] <= quotes.loc["AAPL", "high"]
     assert quotes.loc["AAPL", "session"] is not None  # today's bar comes from the quote (the bars cache)
     assert quotes.loc["AAPL", "price"] == spot_of("AAPL")

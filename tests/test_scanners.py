@@ -238,3 +238,14 @@ def test_locked_database_fails_the_cycle_clearly_and_keeps_the_previous_data(tmp
         blocker.rollback()
         blocker.close()
     assert scan.run_cycle()["stored"] == 2  # the next cycle works once the lock is gone
+
+
+def test_whale_cycle_without_any_expiration_ahead_says_so(tmp_path):
+    class NoExpirations(SimProvider):
+        def expirations(self, symbol, count=4, *, timeout=None):
+            return []
+
+    scan, _ = make_scan(whale_flows.WhaleFlowsScan, "whale_flows", tmp_path,
+                        provider=NoExpirations(seed=1, clock=lambda: NOW), symbols=["SPY", "QQQ"])
+    with pytest.raises(CycleFailed, match="no expiration ahead for any of 2 symbols"):
+        scan.run_cycle()

@@ -127,6 +127,7 @@ def test_interrupted_writes_leave_no_temp_file_behind(make_tree):
     tree.start()
     tree.wait_log(r"removed \.schwab-token-abc123, left by an interrupted write")
     assert not list(tree.state_dir.glob(".schwab-token-*")) and not list(tree.state_dir.glob(".quarantine-*"))
+    tree.wait_log(r"ready: 1/1 healthy")  # the temp files go before mdwd handles SIGTERM: stop it after
     assert tree.stop() == 0
 
 
@@ -136,4 +137,5 @@ def test_a_secret_file_others_can_read_is_warned_about(make_tree):
     tree.start()
     tree.wait_log(rf"WARNING the config file, which sets \[api\] token {tree.config_path} is readable by group and "
                   rf"others \(mode 0644\); make it 0600")
+    tree.wait_log(r"ready: 1/1 healthy")  # warned before mdwd handles SIGTERM: stop it after
     assert tree.stop() == 0

@@ -99,7 +99,7 @@ class WatchlistScan(Scan):
             rows[symbol] = {"symbol": symbol, "price": quote["price"], "daily_change": quote["daily_change"],
                             "daily_change_pct": quote["daily_change_pct"], "volume": int(quote["volume"]),
                             "open": quote["open"], "high": quote["high"], "low": quote["low"],
-                            "session": quote["session"]}
+                            "session_last": quote["session_last"], "session": quote["session"]}
         for symbol in members:
             if symbol not in rows:
                 self.tally.record(symbol, BadPayload(quotes.errors.get(symbol, "no quote in the answer")),

@@ -87,6 +87,9 @@ class WhaleFlowsScan(Scan):
         items = [f"{symbol} {expiry.isoformat()}" for symbol, dates in expiries.items() for expiry in dates]
         chains, chain_errors, chain_skipped = self.fetch_each(items, self.fetch_chain, phase="chain")
         self.check_provider()
+        if not items and not errors and not skipped:
+            raise CycleFailed(f"no expiration ahead for any of {len(symbols)} symbols: the provider listed none "
+                              f"after today")
         if not chains:
             raise CycleFailed(f"no option chain for any of {len(symbols)} symbols")
         self.share(chains)

@@ -9,10 +9,13 @@ answer in time; it never blocks past that deadline.
 Units and shapes, identical for every provider:
 - prices in USD, float64; volumes float64 in bars, int64 in quotes and chains;
 - `daily_change_pct` is in percent (1.5 means +1.5 %);
-- a quote's `open`, `high`, `low` (NaN when the source has none) and `session`
-  ("YYYY-MM-DD", the New York date of the session its last trade belongs to,
-  or None) make it the session's bar so far: with `price` as the close and
-  `volume`, the scanners update today's daily bar from it;
+- a quote's `open`, `high`, `low`, `session_last` (NaN when the source has none)
+  and `session` ("YYYY-MM-DD", the New York date of the regular session it
+  belongs to, or None) make it the session's bar so far: with `session_last`
+  (the session's last trade; `price` when NaN) as the close and `volume`, the
+  scanners update today's daily bar from it. `price` is the last trade at all,
+  which after the close may be an extended-hours trade: it is what the
+  watchlist shows, never a daily bar's close;
 - option `iv` is implied volatility in PERCENT, as Schwab reports it (32.5 means
   32.5 %); divide by 100 for Black-Scholes;
 - option `delta` is signed (puts negative); NaN when the source has none;
@@ -31,7 +34,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-QUOTE_COLUMNS = ("price", "daily_change", "daily_change_pct", "volume", "open", "high", "low", "session")
+QUOTE_COLUMNS = ("price", "daily_change", "daily_change_pct", "volume", "open", "high", "low", "session_last",
+                 "session")
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 CHAIN_COLUMNS = ("type", "strike", "bid", "ask", "last", "mark", "volume", "open_interest",
                  "delta", "iv", "expiry", "dte", "underlying_price")
@@ -111,7 +115,7 @@ class QuoteBatch(pd.DataFrame):
     def build(cls, rows: Mapping[str, Mapping[str, float]],
               errors: Mapping[str, str] | None = None) -> "QuoteBatch":
         """Make a batch from {symbol: {price, daily_change, daily_change_pct, volume[, open, high,
-        low, session]}}; what a source lacks of the last four is NaN (None for session)."""
+        low, session_last, session]}}; what a source lacks of the last five is NaN (None for session)."""
         symbols = list(rows)
 
         def floats(key):
@@ -122,6 +126,7 @@ class QuoteBatch(pd.DataFrame):
             "daily_change_pct": floats("daily_change_pct"),
             "volume": pd.Series([int(rows[s]["volume"]) for s in symbols], dtype="int64"),
             "open": floats("open"), "high": floats("high"), "low": floats("low"),
+            "session_last": floats("session_last"),
             "session": pd.Series([rows[s].get("session") for s in symbols], dtype=object),
         }, errors=errors)
         frame.index = pd.Index(symbols, name="symbol", dtype=object)

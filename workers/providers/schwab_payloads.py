@@ -46,14 +46,18 @@ def parse_quote(symbol: str, entry: Any, invalid: bool) -> dict:
     else:
         change = number(quote, "netChange", what, default=0.0)
         pct = number(quote, "netPercentChange", what, default=0.0)
-    trade_ms = quote.get("tradeTime")
+    # `regular` is the regular session alone: its last trade is the daily bar's close, while lastPrice
+    # may be a later extended-hours trade.
+    regular = entry.get("regular") if isinstance(entry.get("regular"), dict) else {}
+    session_last = available(regular.get("regularMarketLastPrice"))
+    trade_ms = regular.get("regularMarketTradeTime", quote.get("tradeTime"))
     session = None
     if isinstance(trade_ms, (int, float)) and not isinstance(trade_ms, bool) and trade_ms > 0:
         session = pd.Timestamp(int(trade_ms), unit="ms", tz="UTC").tz_convert(NEW_YORK).date().isoformat()
     return {"price": price, "daily_change": round(change, 6), "daily_change_pct": round(pct, 6),
             "volume": int(number(quote, "totalVolume", what, default=0)),
             "open": available(quote.get("openPrice")), "high": available(quote.get("highPrice")),
-            "low": available(quote.get("lowPrice")), "session": session}
+            "low": available(quote.get("lowPrice")), "session_last": session_last, "session": session}
 
 
 def parse_candles(symbol: str, data: Any, daily: bool) -> pd.DataFrame:

@@ -23,10 +23,10 @@ coming every day.
 Intraday prices are a Brownian bridge from each session's open to its close,
 so quotes move minute by minute during market hours (9:30-16:00 New York) and
 today's daily bar is the partial session so far. Outside the session (evenings,
-nights, weekends, holidays) a quote is the last close plus a small, slow,
-bounded after-hours drift (`after_hours_drift`, under 0.5 %), so `make run`
-shows movement at any hour; such a quote carries no `session`, since it is not
-part of a session's daily bar, and the daily bars never change after the close. Option chains are priced with
+nights, weekends, holidays) a quote's `price` is the last close plus a small,
+slow, bounded after-hours drift (`after_hours_drift`, under 0.5 %), so `make
+run` shows movement at any hour; its `session_last` stays the close, so the
+daily bars never change after the close. Option chains are priced with
 Black-Scholes on a per-symbol implied volatility with a smile; now and then (per
 symbol, expiration and hour) one near-the-money contract gets a whale trade:
 volume many times its open interest, large enough to pass the old system's
@@ -278,9 +278,8 @@ class SimProvider(Provider):
                             "daily_change_pct": round((price / prev - 1) * 100, 4),
                             "volume": int(day["volume"][0] * _CUM_PROFILE[minute]),
                             "open": round(float(path[0]), 4), "high": round(float(path.max()), 4),
-                            "low": round(float(path.min()), 4),
-                            "session": None if after_close > AFTER_HOURS_SETTLE_MIN
-                            else str(day_of(np.array([index]))[0])}
+                            "low": round(float(path.min()), 4), "session_last": round(float(path[-1]), 4),
+                            "session": str(day_of(np.array([index]))[0])}
         return QuoteBatch.build(rows, errors)
 
     def daily_bars(self, symbol, days=365, *, timeout=None) -> pd.DataFrame:

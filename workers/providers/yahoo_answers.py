@@ -95,8 +95,9 @@ def parse_quote(symbol: str, record: Mapping | None) -> dict:
     stamp = finite(record.get("regularMarketTime"))
     session = (pd.Timestamp(int(stamp), unit="s", tz="UTC").tz_convert("America/New_York").date().isoformat()
                if stamp and stamp > 0 else None)
+    # regularMarketPrice is the regular session's last trade (extended hours are postMarketPrice): both
     return {"price": price, "daily_change": round(change, 6), "daily_change_pct": round(pct, 6),
-            "volume": int(volume), "session": session,
+            "volume": int(volume), "session": session, "session_last": price,
             **{key: finite(record.get(field)) or math.nan for key, field in (
                 ("open", "regularMarketOpen"), ("high", "regularMarketDayHigh"), ("low", "regularMarketDayLow"))}}
 

@@ -108,6 +108,10 @@ def record_signals(conn: sqlite3.Connection, signals: Iterable[Signal], now: dt.
     """Insert the signals not seen before, then prune `kinds` older than the retention. Returns the new ones.
     Runs inside the caller's transaction."""
     stamp = R.format_ts(R.utc(now))
+    signals = list(signals)
+    unknown = sorted({s.kind for s in signals} - set(SIGNAL_KINDS))
+    if unknown:
+        raise ValueError(f"unknown kind of signal {unknown[0]!r} (known: {', '.join(SIGNAL_KINDS)})")
     before = conn.total_changes
     conn.executemany(
         "INSERT OR IGNORE INTO signals (at, kind, symbol, direction, score, key, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",

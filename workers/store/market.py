@@ -106,7 +106,8 @@ class MarketCache:
         """Make each quote its session's bar. Returns (bars written, symbols whose stored history the
         quote disagrees with: their history is marked for a whole fetch again).
 
-        `quotes`: symbol -> {price, daily_change, volume, open, high, low, session}. Quotes without a
+        `quotes`: symbol -> {price, daily_change, volume, open, high, low, session_last, session}; the bar's
+        close is `session_last` (the session's own last trade), `price` where it is missing. Quotes without a
         session, or without a positive open, high and low (before the session's first trade, Schwab
         sends 0), are skipped."""
         usable = {s: q for s, q in quotes.items() if q.get("session")
@@ -129,7 +130,7 @@ class MarketCache:
                              "DO UPDATE SET open = excluded.open, high = excluded.high, low = excluded.low, "
                              "close = excluded.close, volume = excluded.volume",
                              (symbol, q["session"], _value(q["open"]), _value(q["high"]), _value(q["low"]),
-                              _value(q["price"]), _value(q["volume"])))
+                              _value(q.get("session_last")) or _value(q["price"]), _value(q["volume"])))
                 written += 1
             if disagree:
                 conn.execute("DELETE FROM bars_history WHERE symbol IN (SELECT value FROM json_each(?))",

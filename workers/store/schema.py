@@ -182,12 +182,12 @@ _V5_MARKET_CACHE: tuple[str, ...] = (
 
 # v6: what happened, kept for a while (workers/store/history.py): every new signal once (its
 # `key` says what "the same signal" is), and every worker's cycles, for the page's charts.
+# `kind` has no CHECK: new datasets add kinds of signal (history.SIGNAL_KINDS) without a table rebuild.
 _V6_HISTORY: tuple[str, ...] = (
     """CREATE TABLE signals (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         at TEXT NOT NULL,
-        kind TEXT NOT NULL CHECK (kind IN ('whale_flow', 'macd_cross', 'ttm_fire', 'vpb_breakout',
-                                           'vpb_breakdown')),
+        kind TEXT NOT NULL,
         symbol TEXT NOT NULL,
         direction TEXT CHECK (direction IN ('bullish', 'bearish')),
         score REAL,

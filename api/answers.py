@@ -1,0 +1,58 @@
+"""How the API answers: JSON bodies as the old Flask service wrote them, and the error mapping
+every endpoint shares (`json_endpoint`). Route modules (api/app.py and its siblings) build their
+answers with these, so every answer the API's own code shapes is the same JSON."""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import Any, Callable, Optional
+
+import bottle
+
+from workers.store import StoreError
+
+from . import validation as V
+from .status import SupervisorUnavailable
+
+__all__ = ["JSON_CONTENT_TYPE", "dumps", "json_answer", "json_failure", "json_endpoint"]
+
+log = logging.getLogger("api")
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
+def dumps(obj: Any) -> bytes:
+    """JSON as Flask's jsonify wrote it: sorted keys, compact, ASCII, newline-terminated."""
+    return (_encode(obj) + "\n").encode("ascii")
+
+
+def json_answer(status: int, obj: Any, headers: Optional[dict] = None) -> bottle.HTTPResponse:
+    response = bottle.HTTPResponse(body=dumps(obj), status=status)
+    response.content_type = JSON_CONTENT_TYPE
+    for name, value in (headers or {}).items():
+        response.set_header(name, value)
+    return response
+
+
+def json_failure(status: int, error: str, headers: Optional[dict] = None) -> bottle.HTTPResponse:
+    return json_answer(status, {"success": False, "error": error}, headers)
+
+
+def json_endpoint(handler: Callable) -> Callable:
+    """Map the errors a handler may meet to JSON answers (400, 503)."""
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except V.ParamError as exc:
+            return json_failure(400, str(exc))
+        except StoreError as exc:
+            log.warning("store read failed: %s", exc)
+            return json_failure(503, f"the store cannot be read: {exc}")
+        except SupervisorUnavailable as exc:
+            return json_failure(503, f"the supervisor cannot be reached: {exc}")
+
+    return wrapper
