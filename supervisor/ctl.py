@@ -13,6 +13,8 @@ commands:
   shutdown                    stop every worker and the supervisor
   health                      one summary line; exit 0 only if every worker that should run is healthy
   events                      the supervisor's recent events: kills, crash loops, escalation, start, stop
+  alert-test                  (the installed mdwctl) a test message to every alert URL of --config;
+                              exit 0 all went out, 1 one did not, 2 a bad config or no URL
 
 exit codes (supervisorctl 4.x's where they overlap):
   0  ok
