@@ -64,8 +64,10 @@ class EventJournal:
                         failures=worker.consecutive_failures, last=why)
 
     def note_recovery(self, worker, now):
-        """The first healthy moment of a worker that was in a crash loop."""
-        if worker.name in self.flapping and worker.is_healthy(now):
+        """A worker that was in a crash loop, healthy now and running for `stable_after` (when the supervisor
+        starts its backoff over): a good cycle between two crashes is not the end of the loop."""
+        if worker.name in self.flapping and worker.first_beat_at is not None and \
+                now - worker.first_beat_at >= worker.spec.stable_after and worker.is_healthy(now):
             self.flapping.discard(worker.name)
             self.append("recovered", f"{worker.name} is healthy again after its crash loop", worker=worker.name)
 

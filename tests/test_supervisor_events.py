@@ -86,13 +86,27 @@ def test_a_crash_loop_is_journalled_once_and_its_end_once():
     run_until(sup, lambda: sup.workers["a"].state is S.STARTING)
     host.beat("a")
     sup.run_once()
-    assert "recovered" not in kinds(sup)  # running is not healthy: its predecessors crashed
+    first_beat = host.now()
     host.cycle("a")
     sup.run_once()
+    assert sup.workers["a"].is_healthy(host.now()) and "recovered" not in kinds(sup)  # one good cycle is not it
+    host.every(0.5, lambda: host.cycle("a"))
+    run_until(sup, lambda: "recovered" in kinds(sup))
+    assert host.now() >= first_beat + configs.FAST["stable_after"]
+    run_until(sup, lambda: host.now() > first_beat + 70)
     assert kinds(sup).count("recovered") == 1
-    host.cycle("a")
-    sup.run_once()
-    assert kinds(sup).count("recovered") == 1
+
+
+def test_a_worker_healthy_between_crashes_stays_in_its_crash_loop():
+    sup, host, _ = make(backoff_initial=0.1, backoff_max=0.1)
+    for _ in range(8):
+        run_until(sup, lambda: sup.workers["a"].state is S.STARTING)
+        host.beat("a")
+        host.cycle("a")  # healthy for a moment...
+        sup.run_once()
+        host.crash("a")  # ...then down again
+        sup.run_once()
+    assert kinds(sup).count("flapping") == 1 and "recovered" not in kinds(sup)
 
 
 def test_a_failed_fork_that_turns_flapping_is_journalled():
