@@ -9,7 +9,7 @@ limit is raised to 60 a minute, as one alert per hang every ~8 s is above the
 default 6 (a burst would go out as a digest, a minute later: a separate
 matter from latency).
 
-- latency = (the receiver has the "f killed: hang" alert) - (the worker's
+- latency = (the receiver has the "f killed (hang ..." alert) - (the worker's
   last beat before it hung, from its beat log): target heartbeat_timeout + 2 s;
 - of which detection = (the hung pid is gone: polled every 5 ms) - (last
   beat), the supervisor's part, the baseline measured in the same run;
@@ -73,7 +73,7 @@ def measure(directory, receiver, runs):
     try:
         def killed_alerts():  # alone, or in a digest with the crash loop it is part of
             return [t for t, b in zip(receiver.arrivals, receiver.bodies)
-                    if "f killed: hang" in b.get("title", "") + b.get("message", "")]
+                    if "f killed (hang" in b.get("message", "")]
 
         while len(killed_alerts()) < runs and time.monotonic() < deadline:
             time.sleep(0.2)

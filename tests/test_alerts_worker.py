@@ -4,6 +4,8 @@ Each operational event reaches a person once; signals only as asked; a burst bec
 the rate limit holds; failures back off and are counted; a restart (or a kill) loses nothing and
 sends nothing twice that was marked sent.
 """
+import re
+
 import pytest
 
 from supervisor.shared.protocol import Beat, item_key
@@ -159,7 +161,7 @@ def test_the_first_alert_goes_at_once_and_what_follows_within_the_pace_goes_as_o
     h.run_pass()
     assert h.sender.sent[1][1] == "[mdw@test] 9 events"
     assert [line.split(" ", 1)[1] for line in h.sender.sent[1][2].splitlines()] == [
-        f"w{n} killed: hang: w{n} killed" for n in range(1, 10)]
+        f"w{n} killed" for n in range(1, 10)]
 
 
 def test_never_more_messages_a_minute_than_allowed_and_every_alert_delivered(h):
@@ -171,7 +173,7 @@ def test_never_more_messages_a_minute_than_allowed_and_every_alert_delivered(h):
         sent_at += [h.clock.t - 1] * (len(h.sender.sent) - before)
     h.passes(10)
     assert max(sum(1 for t in sent_at if start <= t < start + 60) for start in sent_at) == 6
-    assert sum(body.count(" killed: hang") or 1 for _, _, body in h.sender.sent) == 180
+    assert sum(len(re.findall(r"^\d\d:\d\d:\d\d w\d+ killed$", body, re.M)) or 1 for _, _, body in h.sender.sent) == 180
 
 
 def test_a_failing_destination_is_retried_with_backoff_counted_and_warned_about(tmp_path):

@@ -95,7 +95,7 @@ def digest(alerts, origin):
         if alert.get("signal"):
             groups.setdefault(signal_name(alert), []).append(alert.get("symbol"))
         else:
-            lines.append(f"{alert['at'][11:]} {headline(alert)}: {alert.get('text') or ''}".rstrip(": "))
+            lines.append(f"{alert['at'][11:]} {alert.get('text') or headline(alert)}")  # the text says it all
     for name, symbols in groups.items():
         unique = list(dict.fromkeys(symbols))
         shown = ", ".join(unique[:SYMBOLS_PER_LINE])
