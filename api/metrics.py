@@ -21,6 +21,11 @@ so importing this module registers nothing):
                                                     its writer's schedule, as /health counts it)
     mdw_schwab_refresh_token_expiry_seconds         until the Schwab refresh token dies (negative
                                                     once dead): with [provider] kind = "schwab"
+    mdw_alerts_sent_total{url}                      messages the alerts worker delivered, per destination
+    mdw_alerts_failed_total{url}                    sends that failed (each retried later with backoff)
+    mdw_alerts_dropped_total{url}                   alerts dropped unsent (more than 5000 waiting)
+    mdw_alerts_pending{url}                         alerts waiting to be delivered
+                                                    (url: scheme and host only, as apprise shows them)
 
 A worker or dataset the supervisor or store cannot tell about is left out
 rather than reported as 0; so is the refresh token's expiry while the token
@@ -155,6 +160,7 @@ class StatusCollector:
         for (provider, outcome), count in sorted(provider_totals.items()):
             providers.add_metric([provider, outcome], count)
         yield from (worker_up, wanted, restarts, beat_age, cycles, durations, providers)
+        yield from _alert_families(rows)
 
     def _dataset_families(self, rows):
         store_up = GaugeMetricFamily("mdw_store_up", "1 if the store could be read")
@@ -175,6 +181,33 @@ class StatusCollector:
                 age.add_metric([dataset], float(entry["age_s"]))
                 stale.add_metric([dataset], 1.0 if entry["stale"] else 0.0)
         yield from (store_up, age, stale)
+
+
+# The alerts worker's counters (reported.counters, see workers/alerts/service.py) -> metric family.
+ALERT_FAMILIES = (
+    ("alerts_sent", CounterMetricFamily, "mdw_alerts_sent_total", "Alert messages delivered, per destination"),
+    ("alerts_failed", CounterMetricFamily, "mdw_alerts_failed_total", "Alert sends that failed (retried with backoff)"),
+    ("alerts_dropped", CounterMetricFamily, "mdw_alerts_dropped_total", "Alerts dropped unsent: too many waiting"),
+    ("alerts_pending", GaugeMetricFamily, "mdw_alerts_pending", "Alerts waiting to be delivered"),
+)
+
+
+def _alert_families(rows):
+    """The alerts workers' counters, summed per destination; nothing while no alerts worker reports."""
+    reported = [row["reported"]["counters"] for row in rows if isinstance(row.get("reported"), dict)
+                and isinstance(row["reported"].get("counters"), dict) and "alerts_sent" in row["reported"]["counters"]]
+    if not reported:
+        return
+    for key, family_type, name, help_text in ALERT_FAMILIES:
+        totals = defaultdict(float)
+        for counters in reported:
+            for url, count in (counters.get(key) or {}).items():
+                if _number(count) is not None:
+                    totals[str(url)] += _number(count)
+        family = family_type(name, help_text, labels=["url"])
+        for url, count in sorted(totals.items()):
+            family.add_metric([url], count)
+        yield family
 
 
 def make_registry(status, reader, refresh_token_expiry=None) -> CollectorRegistry:

@@ -81,6 +81,8 @@ class WorkerSpec:
     options: dict  # the kind's own options
     sections: dict  # the shared tables ([provider], ...) this kind reads
     secrets: tuple = ()  # the secret environment variables this kind may see
+    stop_last: bool = False  # on shutdown, stopped only once every other worker has exited
+    off_reason: str = ""  # why a worker not enabled is off by itself (its kind has nothing to do), or ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +99,11 @@ class Config:
     @property
     def enabled_workers(self):
         return {name: spec for name, spec in self.workers.items() if spec.enabled}
+
+    @property
+    def off_workers(self):
+        """name -> why, for the workers off by themselves (their kind has nothing to do), not by choice."""
+        return {name: spec.off_reason for name, spec in self.workers.items() if spec.off_reason}
 
 
 def defaults(registry):
@@ -162,23 +169,23 @@ def merge(base, override):
     return result
 
 
-def _shown(key, value):
-    """A value as a message may quote it: never the value of a secret-looking key."""
-    return "(hidden)" if _SECRET_NAME.search(str(key)) else repr(value)
+def _shown(key, value, hide=False):
+    """A value as a message may quote it: never the value of a secret-looking or hidden key."""
+    return "(hidden)" if hide or _SECRET_NAME.search(str(key)) else repr(value)
 
 
-def _check(where, key, value, types, check, problems):
+def _check(where, key, value, types, check, problems, hide=False):
     ok_type = isinstance(value, types) and not (isinstance(value, bool) and bool not in _as_tuple(types))
     if not ok_type:
         names = " or ".join(t.__name__ for t in _as_tuple(types))
-        problems.append(f"{where}.{key} = {_shown(key, value)}: expected {names}")
+        problems.append(f"{where}.{key} = {_shown(key, value, hide)}: expected {names}")
         return False
     if isinstance(value, float) and not math.isfinite(value):
-        problems.append(f"{where}.{key} = {_shown(key, value)}: allowed is a finite number")
+        problems.append(f"{where}.{key} = {_shown(key, value, hide)}: allowed is a finite number")
         return False
     allowed = check(value) if check else None
     if allowed:
-        problems.append(f"{where}.{key} = {_shown(key, value)}: allowed is {allowed}")
+        problems.append(f"{where}.{key} = {_shown(key, value, hide)}: allowed is {allowed}")
         return False
     return True
 
@@ -187,8 +194,8 @@ def _as_tuple(types):
     return types if isinstance(types, tuple) else (types,)
 
 
-def _unknown(where, key, value, allowed, problems):
-    problems.append(f"{where}.{key} = {_shown(key, value)}: unknown key; allowed are " + ", ".join(allowed))
+def _unknown(where, key, value, allowed, problems, hide=False):
+    problems.append(f"{where}.{key} = {_shown(key, value, hide)}: unknown key; allowed are " + ", ".join(allowed))
 
 
 def _tables_only(merged, registry, problems):
@@ -211,10 +218,10 @@ def _build(merged, override, path, environ, problems, registry, forced_state_dir
         ok = True
         for key, value in table.items():
             if key not in spec.keys:
-                _unknown(section, key, value, spec.keys, problems)
+                _unknown(section, key, value, spec.keys, problems, hide=bool(spec.hidden))  # a misspelt secret
                 ok = False
             else:
-                ok = _check(section, key, value, *spec.keys[key], problems) and ok
+                ok = _check(section, key, value, *spec.keys[key], problems, hide=key in spec.hidden) and ok
         if ok and spec.check:
             problems.extend(spec.check(table))
     sup = merged.get("supervisor", {})
@@ -296,8 +303,15 @@ def _worker(name, table, merged, state_dir, problems, supervisor_ok, registry):
     for key, opt in kind.options.items():
         options.setdefault(key, copy.deepcopy(opt.default))
     sections = {section: copy.deepcopy(merged.get(section, {})) for section in kind.sections}
+    enabled, off_reason = table.get("enabled", True), ""
+    lacking = kind.needs(merged) if kind.needs and enabled else None
+    if lacking and table.get("enabled") is True:
+        problems.append(f"{where}.enabled = true: {lacking}")
+        return None
+    if lacking:
+        enabled, off_reason = False, lacking
     return WorkerSpec(
         name=name, kind=kind_name, entry=kind.entry, interval=float(table["interval"]),
-        enabled=table.get("enabled", True), state_dir=state_dir, options=options, sections=sections,
-        secrets=tuple(kind.secrets), **settings,
+        enabled=enabled, state_dir=state_dir, options=options, sections=sections,
+        secrets=tuple(kind.secrets), stop_last=kind.stop_last, off_reason=off_reason, **settings,
     )

@@ -110,6 +110,9 @@ def warn_about_open_secrets(config, environ=os.environ):
         candidates.append((token_file, "the Schwab token file"))
     if environ.get("MDW_ENV_FILE"):
         candidates.append((environ["MDW_ENV_FILE"], "the environment file"))
+    urls_file = (config.raw.get("alerts") or {}).get("urls_file")
+    if urls_file:
+        candidates.append((os.path.join(config.state_dir, urls_file), "the alert URLs file ([alerts] urls_file)"))
     for path, what in candidates:
         try:
             mode = os.stat(path).st_mode
