@@ -89,7 +89,7 @@ class Sources:
 
     def updates(self, rows):
         """(last writes per dataset with their staleness, the limits), as /health counts them."""
-        from api.status import schedules, stale_after
+        from workers.freshness import schedules, stale_after
 
         limits = stale_after(rows, self.stale_overrides)
         return self.store().last_update(stale_after=limits, schedules=schedules(rows)), limits
