@@ -18,11 +18,11 @@ import collections
 import logging
 import signal
 
-from supervisor import config as config_module
 from supervisor import status
 from supervisor.events import EventJournal
 from supervisor.shared import protocol
 from supervisor.logs import ChildOutput
+from supervisor.reload import reload_config
 from supervisor.states import RUNNING_STATES, STOPPING_STATES, WAITING_STATES, StopReason, WorkerState
 from supervisor.worker import Worker
 
@@ -243,49 +243,8 @@ class Supervisor:
                 worker.on_killed()
 
     def reload(self):
-        """Apply the config file again; a file that cannot be used is logged and the tree kept as it is."""
-        try:
-            new = self.load_config(self.config.path or None)
-        except config_module.ConfigError as e:
-            problems = [f"{e.source}: {problem}" for problem in e.problems]
-        except Exception as e:  # whatever the file holds, it costs the reload only
-            log.error("reload: reading the config failed", exc_info=True)
-            problems = [f"{self.config.path or 'config'}: cannot be read: {type(e).__name__}: {e}"]
-        else:
-            self.apply_config(new)
-            return []
-        for problem in problems:
-            log.error("reload: %s", problem)
-        log.error("reload: config rejected; the running tree is kept unchanged")
-        return problems
-
-    def apply_config(self, new):
-        if new.preload != self.config.preload:
-            log.warning("reload: a changed [supervisor] preload takes effect when mdwd restarts")
-        now = self.host.now()
-        specs = new.enabled_workers
-        self.config = new
-        for name, worker in list(self.workers.items()):
-            if name not in specs and worker.state not in (S.RETIRING, S.REMOVED):
-                log.info("reload: %s removed; stopping it", name)
-                self.stop_worker(worker, StopReason.CONFIG, "removed from config", S.RETIRING)
-        for name, spec in specs.items():
-            worker = self.workers.get(name)
-            if worker is None:
-                self.workers[name] = Worker(spec, now)
-                log.info("reload: %s added", name)
-            elif worker.state is S.RETIRING:
-                log.info("reload: %s added back; it starts again once its process has stopped", name)
-                worker.change_spec(spec, now)
-                worker.start(now)
-            elif spec != worker.spec:
-                if worker.change_spec(spec, now):
-                    log.info("reload: %s changed; restarting it", name)
-                    self.stop_worker(worker, StopReason.CONFIG, "settings changed on reload", S.RESTARTING)
-                else:
-                    log.info("reload: %s changed; the new settings apply when it next starts", name)
-        self.forget_removed()
-        log.info("reload: config %s applied", new.path or "(embedded defaults)")
+        """Apply the config file again (supervisor/reload.py); returns the problems that kept it out."""
+        return reload_config(self)
 
     def forget_removed(self):
         for name in [n for n, w in self.workers.items() if w.state is S.REMOVED]:
