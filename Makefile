@@ -26,9 +26,10 @@ STATE_DIR ?= $(CURDIR)/var
 run: $(VENV)/.run-deps
 	$(BIN)/python -m supervisor.foreground $(BIN)/mdwd --state-dir $(STATE_DIR) $(if $(CONFIG),--config $(CONFIG))
 
-## test: install with the test extra (and promtool) and run the test suite
+## test: install with the test extra (and promtool) and run the test suite in TEST_JOBS (2) processes
+TEST_JOBS ?= 2
 test: $(VENV)/.test-deps promtool
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) $(PYTEST_ARGS)
 
 # promtool checks deploy/prometheus in the tests. It comes from Debian's prometheus package,
 # unpacked into .venv rather than installed: installing it would start a Prometheus server.
