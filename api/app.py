@@ -50,6 +50,9 @@ log = logging.getLogger("api")
 WORKER_FIELDS = ("name", "state", "healthy", "problem", "warnings", "pid", "uptime_s", "restarts", "last_beat_age_s",
                  "last_cycle_ok_age_s", "phase", "item", "last_exit", "rss_mb", "backoff_s", "quarantined")
 _MAX_PATH_ECHO = 200
+# Longer URLs get a JSON 414 from the app. Beyond 64 KiB granian's HTTP parser answers 414 itself,
+# before any code of ours runs, with an empty body.
+MAX_URL_BYTES = 8192
 ALL_WORKERS = "all"  # POST /api/workers/all/restart: every worker, this API last
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # GET /: the old service's banner, with its own values (scripts/api_server.py): the API it serves is
@@ -117,6 +120,10 @@ class _JsonBottle(bottle.Bottle):
     cors: CorsPolicy = CorsPolicy()
 
     def wsgi(self, environ, start_response):
+        length = len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", ""))
+        if length > MAX_URL_BYTES:
+            return _raw_answer(start_response, 414, dumps({"success": False, "error": (
+                f"the URL is {length} bytes long; at most {MAX_URL_BYTES} are answered")}))
         try:  # WSGI hands the path over as latin-1 text of its bytes; Bottle would drop what is not UTF-8
             environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
         except UnicodeError:

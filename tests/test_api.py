@@ -265,3 +265,10 @@ def test_an_unexpected_exception_is_a_json_500_without_traceback(make_app):
     answer = get(make_app(reader=Exploding()), "/api/stats")
     assert answer.status == 500 and answer.headers["content-type"] == JSON_CONTENT_TYPE
     assert answer.json["success"] is False and "secret" not in answer.json["error"]
+
+
+def test_a_url_too_long_is_a_414_in_json(app):
+    answer = get(app, "/api/watchlist", "x=" + "a" * 9000)
+    assert answer.status == 414 and answer.headers["content-type"] == JSON_CONTENT_TYPE
+    assert answer.json == {"success": False, "error": "the URL is 9016 bytes long; at most 8192 are answered"}
+    assert get(app, "/api/watchlist", "x=" + "a" * 8000).status == 200
