@@ -1,6 +1,7 @@
 """The HTTP API (API.md) as a Bottle application: `create_app(reader, status, token=...)`.
 
-Every answer is JSON (`application/json; charset=utf-8`) except /metrics.
+Every answer is JSON (`application/json; charset=utf-8`) except /metrics and
+the status page (api/page.py: GET / for a browser, and its /static/ files).
 Bodies are written the way the old Flask service's `jsonify` wrote them -
 keys sorted, no spaces, non-ASCII escaped, a trailing newline - so the
 dashboard client sees the same bytes. Errors are `{"success": false,
@@ -19,8 +20,10 @@ and the data is at most that much older (`age_s` included).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
+import urllib.parse
 from typing import Any, Callable, Optional
 
 import bottle
@@ -36,6 +39,7 @@ from .answers import JSON_CONTENT_TYPE, dumps, json_answer, json_endpoint, json_
 from .cors import CorsPolicy
 from .export import CSV_CONTENT_TYPE, to_csv
 from .health import health_problems
+from .page import index, install_page, wants_html
 from .status import schedules
 from .symbol_series import WARMUP_BARS, symbol_series
 
@@ -47,6 +51,9 @@ log = logging.getLogger("api")
 WORKER_FIELDS = ("name", "state", "healthy", "problem", "warnings", "pid", "uptime_s", "restarts", "last_beat_age_s",
                  "last_cycle_ok_age_s", "phase", "item", "last_exit", "rss_mb", "backoff_s", "quarantined")
 _MAX_PATH_ECHO = 200
+# Longer URLs get a JSON 414 from the app. Beyond 64 KiB granian's HTTP parser answers 414 itself,
+# before any code of ours runs, with an empty body.
+MAX_URL_BYTES = 8192
 ALL_WORKERS = "all"  # POST /api/workers/all/restart: every worker, this API last
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # GET /: the old service's banner, with its own values (scripts/api_server.py): the API it serves is
@@ -62,9 +69,18 @@ def _raw_answer(start_response, status: int, body: bytes, headers=()) -> list[by
     return [body]
 
 
-def _path() -> str:
-    path = bottle.request.path
+def _path(environ=None) -> str:
+    """The path as the client sent it, percent-escaped where it is not plain text, and cut to a length."""
+    environ = environ if environ is not None else bottle.request.environ
+    raw = environ.get("bottle.raw_path", environ.get("PATH_INFO", ""))  # Bottle keeps what it was sent there
+    path = urllib.parse.quote(raw.encode("latin-1", "replace"), safe="/:@!$&'()*+,;=-._~")
     return path if len(path) <= _MAX_PATH_ECHO else path[:_MAX_PATH_ECHO] + "..."
+
+
+def _not_found(path: str, routes) -> str:
+    listed = sorted({re.sub(r"<(\w+)(:[^>]*)?>", r"<\1>", route.rule) for route in routes
+                     if route.method in ("GET", "POST") and not route.rule.startswith("/static/")})
+    return f"no such endpoint: {path}; the endpoints (README, \"HTTP API\"): {', '.join(listed)}"
 
 
 class ResponseCache:
@@ -105,6 +121,15 @@ class _JsonBottle(bottle.Bottle):
     cors: CorsPolicy = CorsPolicy()
 
     def wsgi(self, environ, start_response):
+        length = len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", ""))
+        if length > MAX_URL_BYTES:
+            return _raw_answer(start_response, 414, dumps({"success": False, "error": (
+                f"the URL is {length} bytes long; at most {MAX_URL_BYTES} are answered")}))
+        try:  # WSGI hands the path over as latin-1 text of its bytes; Bottle would drop what is not UTF-8
+            environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return _raw_answer(start_response, 404, dumps({"success": False,
+                                                           "error": _not_found(_path(environ), self.routes)}))
         if environ.get("REQUEST_METHOD") == "OPTIONS":
             return self._options(environ, start_response)
         refusal = self.cors.refusal(environ)
@@ -165,7 +190,7 @@ class _JsonBottle(bottle.Bottle):
         code = res.status_code
         request = bottle.request
         if code == 404:
-            error = f"no such endpoint: {_path()} (the endpoints are listed in API.md)"
+            error = _not_found(_path(), self.routes)
         elif code == 405:
             allowed = res.get_header("Allow") or ""
             error = (f"method {request.method} is not allowed on {_path()}; "
@@ -225,11 +250,12 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     @app.get("/")
     @json_endpoint
     def home():
-        """The old banner, `cache_stats` being /api/stats's `stats`. The seam for the status page
-        (another issue): a request whose Accept asks for text/html is to get it here, then with
-        `Vary: Accept`. Until it exists every client, a browser too, gets this JSON."""
+        """The status page for a browser (api/page.py: Accept names text/html); for every other
+        client the old banner, `cache_stats` being /api/stats's `stats`."""
+        if wants_html(bottle.request.environ.get("HTTP_ACCEPT")):
+            return index()
         return json_answer(200, {"status": "running", "service": SERVICE_NAME, "version": SERVICE_VERSION,
-                             "cache_stats": stats_of_the_store()})
+                                 "cache_stats": stats_of_the_store()}, {"Vary": "Accept"})
 
     @app.get("/health")
     @json_endpoint
@@ -242,14 +268,14 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
     @app.get("/api/watchlist")
     @json_endpoint
     def watchlist():
-        order_by, limit = V.watchlist_params(query())
-        return listing(reader.watchlist(order_by=order_by, limit=limit), fields("watchlist"))
+        order_by, limit, order = V.watchlist_params(query())
+        return listing(reader.watchlist(order_by=order_by, limit=limit, order=order), fields("watchlist"))
 
     @app.get("/api/whale_flows")
     @json_endpoint
     def whale_flows():
-        sort_by, limit, hours = V.whale_flows_params(query(), status.whale_retention_hours())
-        return listing(reader.whale_flows(sort_by=sort_by, limit=limit, hours=hours), fields("whale_flows"),
+        sort_by, limit, hours, order = V.whale_flows_params(query(), status.whale_retention_hours())
+        return listing(reader.whale_flows(sort_by=sort_by, limit=limit, hours=hours, order=order), fields("whale_flows"),
                        sort_by=sort_by)
 
     def scanner(path: str, filters, method: str, aliases=None) -> None:
@@ -289,10 +315,10 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
         kind, symbol, since, limit = V.signals_params(query(), H.SIGNAL_KINDS)
         return listing(reader.signals(kind=kind, symbol=symbol, since=since, limit=limit), SIGNAL_FIELDS)
 
-    @app.get("/api/symbol/<name:path>")
+    @app.get("/api/symbol/<symbol:path>")
     @json_endpoint
-    def one_symbol(name):
-        symbol, days = V.symbol(name, "the symbol in /api/symbol/<SYMBOL>"), V.symbol_days(query())
+    def one_symbol(symbol):
+        symbol, days = V.symbol(symbol, "the symbol in /api/symbol/<symbol>"), V.symbol_days(query())
         bars = reader.daily_bars(symbol, days + WARMUP_BARS)
         if not bars:
             return json_failure(404, f"no daily bars are stored for {symbol}: the technical scanners fetch those of "
@@ -329,7 +355,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
             return json_answer(202, {"success": True, "name": name, "status": "restart queued"})
         error = str(answer.get("error") or "the supervisor refused the restart")
         if answer.get("kind") == "unknown_name":
-            return json_failure(404, f"no worker named {name!r}: {error}")
+            return json_failure(404, error)  # mdwd's own words: "no worker named 'x'; known: ..."
         return json_failure(409, error)
 
     structure_routes.install(app, reader, live, clock)
@@ -340,6 +366,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
         response.content_type = metrics.CONTENT_TYPE
         return response
 
+    install_page(app, status=status, token=token, refresh_token_expiry=refresh_token_expiry)
     return app
 
 

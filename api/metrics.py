@@ -7,7 +7,10 @@ so importing this module registers nothing):
 
     mdw_supervisor_up                               1 if mdwd answered
     mdw_worker_up{worker}                           1 if the worker is healthy
-    mdw_worker_restarts_total{worker,reason}        restarts by reason (hang, crash, ...)
+    mdw_worker_wanted{worker}                       1 if it should run (0: stopped on purpose)
+    mdw_worker_restarts_total{worker,reason}        restarts by reason (hang, crash, ...); the
+                                                    failure reasons are 0 until the first, so an
+                                                    alert on increase() sees the first hang kill
     mdw_heartbeat_age_seconds{worker}               since the last heartbeat
     mdw_worker_cycles_total{worker,outcome}         ok / failed cycles
     mdw_cycle_duration_seconds{worker}              histogram of cycle durations
@@ -18,6 +21,11 @@ so importing this module registers nothing):
                                                     its writer's schedule, as /health counts it)
     mdw_schwab_refresh_token_expiry_seconds         until the Schwab refresh token dies (negative
                                                     once dead): with [provider] kind = "schwab"
+    mdw_alerts_sent_total{url}                      messages the alerts worker delivered, per destination
+    mdw_alerts_failed_total{url}                    sends that failed (each retried later with backoff)
+    mdw_alerts_dropped_total{url}                   alerts dropped unsent (more than 5000 waiting)
+    mdw_alerts_pending{url}                         alerts waiting to be delivered
+                                                    (url: scheme and host only, as apprise shows them)
 
 A worker or dataset the supervisor or store cannot tell about is left out
 rather than reported as 0; so is the refresh token's expiry while the token
@@ -41,6 +49,10 @@ from .status import SupervisorUnavailable, schedules
 __all__ = ["StatusCollector", "make_registry", "render", "CONTENT_TYPE"]
 
 log = logging.getLogger("api.metrics")
+
+# The restart reasons that are failures (supervisor/states.py StopReason): exported as 0 before
+# the first, since a counter series born at 1 shows no increase() to an alerting rule.
+FAILURE_REASONS = ("crash", "hang", "stalled", "memory", "protocol")
 
 # The classic text format that generate_latest writes (every Prometheus version reads it).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -108,6 +120,8 @@ class StatusCollector:
 
     def _worker_families(self, rows):
         worker_up = GaugeMetricFamily("mdw_worker_up", "1 if the worker is healthy", labels=["worker"])
+        wanted = GaugeMetricFamily("mdw_worker_wanted", "1 if the worker should run (0: stopped on purpose)",
+                                   labels=["worker"])
         restarts = CounterMetricFamily("mdw_worker_restarts_total", "Restarts of the worker by reason",
                                        labels=["worker", "reason"])
         beat_age = GaugeMetricFamily("mdw_heartbeat_age_seconds", "Seconds since the worker's last heartbeat",
@@ -120,7 +134,12 @@ class StatusCollector:
         for row in rows:
             name = str(row.get("name"))
             worker_up.add_metric([name], 1.0 if row.get("healthy") is True else 0.0)
-            for reason, count in sorted((row.get("restarts_by_reason") or {}).items()):
+            if isinstance(row.get("wanted"), bool):
+                wanted.add_metric([name], 1.0 if row["wanted"] else 0.0)
+            by_reason = dict.fromkeys(FAILURE_REASONS, 0)
+            if isinstance(row.get("restarts_by_reason"), dict):
+                by_reason.update(row["restarts_by_reason"])
+            for reason, count in sorted(by_reason.items()):
                 if _number(count) is not None:
                     restarts.add_metric([name, str(reason)], _number(count))
             if _number(row.get("last_beat_age_s")) is not None:
@@ -140,7 +159,8 @@ class StatusCollector:
                                         labels=["provider", "outcome"])
         for (provider, outcome), count in sorted(provider_totals.items()):
             providers.add_metric([provider, outcome], count)
-        yield from (worker_up, restarts, beat_age, cycles, durations, providers)
+        yield from (worker_up, wanted, restarts, beat_age, cycles, durations, providers)
+        yield from _alert_families(rows)
 
     def _dataset_families(self, rows):
         store_up = GaugeMetricFamily("mdw_store_up", "1 if the store could be read")
@@ -161,6 +181,33 @@ class StatusCollector:
                 age.add_metric([dataset], float(entry["age_s"]))
                 stale.add_metric([dataset], 1.0 if entry["stale"] else 0.0)
         yield from (store_up, age, stale)
+
+
+# The alerts worker's counters (reported.counters, see workers/alerts/service.py) -> metric family.
+ALERT_FAMILIES = (
+    ("alerts_sent", CounterMetricFamily, "mdw_alerts_sent_total", "Alert messages delivered, per destination"),
+    ("alerts_failed", CounterMetricFamily, "mdw_alerts_failed_total", "Alert sends that failed (retried with backoff)"),
+    ("alerts_dropped", CounterMetricFamily, "mdw_alerts_dropped_total", "Alerts dropped unsent: too many waiting"),
+    ("alerts_pending", GaugeMetricFamily, "mdw_alerts_pending", "Alerts waiting to be delivered"),
+)
+
+
+def _alert_families(rows):
+    """The alerts workers' counters, summed per destination; nothing while no alerts worker reports."""
+    reported = [row["reported"]["counters"] for row in rows if isinstance(row.get("reported"), dict)
+                and isinstance(row["reported"].get("counters"), dict) and "alerts_sent" in row["reported"]["counters"]]
+    if not reported:
+        return
+    for key, family_type, name, help_text in ALERT_FAMILIES:
+        totals = defaultdict(float)
+        for counters in reported:
+            for url, count in (counters.get(key) or {}).items():
+                if _number(count) is not None:
+                    totals[str(url)] += _number(count)
+        family = family_type(name, help_text, labels=["url"])
+        for url, count in sorted(totals.items()):
+            family.add_metric([url], count)
+        yield family
 
 
 def make_registry(status, reader, refresh_token_expiry=None) -> CollectorRegistry:

@@ -42,7 +42,6 @@ header, see `served_by`), returning what was wrong or None.
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import logging
 import os
@@ -147,15 +146,17 @@ class ServerProcess:
             self._become_member(manager, "granian's manager")
             return self.app_factory()
 
-        # With setproctitle installed (granian's optional "pname" extra) granian retitles its processes
-        # itself, and would otherwise replace our names with "granian wsgi ..."; without, it must not try.
-        title = f"mdw:{self.name}.http" if importlib.util.find_spec("setproctitle") else None
+        # granian titles its processes with setproctitle (a dependency of ours): "mdw: api.http" for
+        # its manager, "mdw: api.http worker-1" for a serving process. setproctitle sets comm too; the
+        # startup hook (in the manager) and load_app (in each serving process) set it back to ours.
+        title = f"mdw: {self.name}.http"
         self._granian = granian_on(
             self.listener, target=f"mdw:{self.name}", address=host, port=port, interface=Interfaces.WSGI,
             workers=self.processes, blocking_threads=self.threads, http=HTTPModes.http1, websockets=False,
             backlog=BACKLOG, backpressure=self.connections,
             http1_settings=HTTP1Settings(header_read_timeout=round(self.header_timeout * 1000), keep_alive=True),
             log_dictconfig=GRANIAN_LOGGING, respawn_failed_workers=False, process_name=title)
+        self._granian.on_startup(lambda: linux.set_process_name(f"mdw:{self.name}.http"))
         self._granian.serve(target_loader=load_app)
 
     def _why_stopped(self) -> str:

@@ -19,9 +19,10 @@ from workers.indicators import compute_macd, compute_ttm, compute_vpb
 WARMUP_BARS = 400  # read this many bars before the answered ones, at most: the indicators' lookback
 
 
-def _column(frame_or_series) -> list:
+def _column(frame_or_series, places: int) -> list:
+    """Rounded as the datasets store the same values (workers/store/rows.py): prices 2, indicators 4."""
     values = np.asarray(frame_or_series, dtype=float).reshape(-1)
-    return [round(float(v), 6) if math.isfinite(v) else None for v in values]
+    return [round(float(v), places) if math.isfinite(v) else None for v in values]
 
 
 def _flags(frame, valid) -> list:
@@ -43,10 +44,12 @@ def symbol_series(bars: Sequence[tuple], days: int) -> dict[str, Any]:
         np.isfinite(np.asarray(ttm.kc_upper, dtype=float).reshape(-1))
     vpb_known = np.isfinite(np.asarray(vpb.volume_ma, dtype=float).reshape(-1))
     data = {"date": [d.strftime("%Y-%m-%d") for d in frame.index]}
-    data.update({name: _column(frame[name]) for name in ("open", "high", "low", "close", "volume")})
-    data.update(macd=_column(macd.macd), macd_signal=_column(macd.signal), macd_histogram=_column(macd.histogram),
-                squeeze_on=_flags(ttm.squeeze_on, band_known), ttm_momentum=_column(momentum),
-                bb_upper=_column(ttm.bb_upper), bb_lower=_column(ttm.bb_lower), kc_upper=_column(ttm.kc_upper),
-                kc_lower=_column(ttm.kc_lower), vpb_breakout=_flags(vpb.buy_signal, vpb_known),
+    data.update({name: _column(frame[name], 2) for name in ("open", "high", "low", "close")})
+    data.update(volume=_column(frame["volume"], 0))
+    data.update(macd=_column(macd.macd, 4), macd_signal=_column(macd.signal, 4),
+                macd_histogram=_column(macd.histogram, 4), squeeze_on=_flags(ttm.squeeze_on, band_known),
+                ttm_momentum=_column(momentum, 4), bb_upper=_column(ttm.bb_upper, 2),
+                bb_lower=_column(ttm.bb_lower, 2), kc_upper=_column(ttm.kc_upper, 2),
+                kc_lower=_column(ttm.kc_lower, 2), vpb_breakout=_flags(vpb.buy_signal, vpb_known),
                 vpb_breakdown=_flags(vpb.sell_signal, vpb_known))
     return {name: values[tail] for name, values in data.items()}

@@ -19,7 +19,7 @@ import re
 from typing import Mapping
 from urllib.parse import parse_qsl
 
-from workers.store.reader import (CYCLE_FILTERS, MACD_FILTERS, MAX_LIMIT, TTM_FILTERS, VPB_FILTERS,
+from workers.store.reader import (CYCLE_FILTERS, MACD_FILTERS, MAX_LIMIT, ORDERS, TTM_FILTERS, VPB_FILTERS,
                                   WATCHLIST_ORDERS, WHALE_SORTS)
 
 __all__ = [
@@ -104,16 +104,17 @@ def window_hours(params: Mapping[str, str], name: str, retention_hours: int, def
                      f"is cut to it); got {_echo(value)}")
 
 
-def watchlist_params(params: Mapping[str, str]) -> tuple[str, int]:
+def watchlist_params(params: Mapping[str, str]) -> tuple[str, int, str]:
+    """(order_by, limit, order)."""
     return (choice(params, "order_by", WATCHLIST_ORDERS, "daily_change_pct"),
-            bounded_int(params, "limit", MAX_LIMIT, 20))
+            bounded_int(params, "limit", MAX_LIMIT, 20), choice(params, "order", ORDERS, "desc"))
 
 
-def whale_flows_params(params: Mapping[str, str], retention_hours: int) -> tuple[str, int, int]:
-    """(sort_by, limit, hours); `retention_hours` caps hours (api/status.py: whale_retention_hours)."""
+def whale_flows_params(params: Mapping[str, str], retention_hours: int) -> tuple[str, int, int, str]:
+    """(sort_by, limit, hours, order); `retention_hours` caps hours (api/status.py: whale_retention_hours)."""
     return (choice(params, "sort_by", WHALE_SORTS, "score"),
             bounded_int(params, "limit", MAX_LIMIT, 10),
-            window_hours(params, "hours", retention_hours, 6))
+            window_hours(params, "hours", retention_hours, 6), choice(params, "order", ORDERS, "desc"))
 
 
 def scanner_params(params: Mapping[str, str], filters,

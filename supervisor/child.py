@@ -10,6 +10,8 @@ import signal
 import sys
 import traceback
 
+import setproctitle
+
 from supervisor.shared.registry import hidden_secrets, load_entry
 from supervisor.shared import linux
 
@@ -56,7 +58,11 @@ def _isolate(name, heartbeat_w, log_w, parent_pid, handled_signals):
     os.set_blocking(HEARTBEAT_FD, False)
     for key in SUPERVISOR_ENV:
         os.environ.pop(key, None)
-    linux.set_process_name(f"mdw:{name}")
+    # What ps shows as the command line. SPT_NOENV: within the original command line's length, so
+    # /proc/PID/environ is left intact (else setproctitle overwrites it); it sets comm too, so after it:
+    os.environ["SPT_NOENV"] = "1"
+    setproctitle.setproctitle(f"mdw: {name}")
+    linux.set_process_name(f"mdw:{name}")  # comm: what ps -o comm, pgrep and psutil's name() show
     sys.stdout.reconfigure(line_buffering=True)
     sys.stderr.reconfigure(line_buffering=True)
     root = logging.getLogger()

@@ -6,7 +6,7 @@ whose new log lines keep streaming. A CommandError becomes {"ok": false}.
 """
 import os
 
-from supervisor import status
+from supervisor import events, status
 
 
 class CommandError(Exception):
@@ -36,7 +36,7 @@ def _workers(supervisor, request, empty_means_all):
         return list(supervisor.workers.values())
     unknown = [n for n in names if n not in supervisor.workers]
     if unknown:
-        raise CommandError("unknown_name", f"unknown worker {', '.join(map(repr, unknown))}; "
+        raise CommandError("unknown_name", f"no worker named {' or '.join(map(repr, unknown))}; "
                                            f"known: {', '.join(supervisor.workers) or 'none'}")
     return [supervisor.workers[n] for n in dict.fromkeys(names)]
 
@@ -54,8 +54,20 @@ def cmd_status(supervisor, request):
         "shutting_down": supervisor.shutting_down,
         "escalated": supervisor.escalated,
         "config": supervisor.config.path or None,
+        "off": supervisor.config.off_workers,  # name -> why: workers whose kind has nothing to do
     }
     return {"ok": True, "supervisor": info, "workers": [status.row(w, now) for w in workers]}, None
+
+
+def cmd_events(supervisor, request):
+    """The journal's events after `after` (an event id; empty or another boot's: from the oldest kept)."""
+    after = request.get("after") or ""
+    limit = request.get("limit", events.MAX_ANSWER)
+    if not isinstance(after, str) or len(after) > 64:
+        raise CommandError("usage", "'after' must be an event id such as \"3f2a9c0b11d4:17\", or empty")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= events.MAX_ANSWER:
+        raise CommandError("usage", f"limit = {limit!r}: allowed is a whole number 1..{events.MAX_ANSWER}")
+    return {"ok": True, **supervisor.journal.after(after, limit)}, None
 
 
 def cmd_start(supervisor, request):

@@ -20,8 +20,7 @@ import re
 import tomllib
 
 from supervisor.shared.checks import NUMBER, positive, text, whole, zero_is_off
-
-DEFAULT_STATE_DIR = "./var"
+from supervisor.shared.paths import resolve_state_dir
 _SECRET_NAME = re.compile(r"token|secret|password|key", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -82,6 +81,8 @@ class WorkerSpec:
     options: dict  # the kind's own options
     sections: dict  # the shared tables ([provider], ...) this kind reads
     secrets: tuple = ()  # the secret environment variables this kind may see
+    stop_last: bool = False  # on shutdown, stopped only once every other worker has exited
+    off_reason: str = ""  # why a worker not enabled is off by itself (its kind has nothing to do), or ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +99,11 @@ class Config:
     @property
     def enabled_workers(self):
         return {name: spec for name, spec in self.workers.items() if spec.enabled}
+
+    @property
+    def off_workers(self):
+        """name -> why, for the workers off by themselves (their kind has nothing to do), not by choice."""
+        return {name: spec.off_reason for name, spec in self.workers.items() if spec.off_reason}
 
 
 def defaults(registry):
@@ -122,20 +128,21 @@ def read_file(path):
         raise ConfigError(["not usable TOML: arrays or tables nest too deeply"], source) from None
 
 
-def load(path=None, *, registry, environ=None):
-    """Read `path` (or only the defaults when None) and validate the merged result."""
+def load(path=None, *, registry, environ=None, state_dir=None):
+    """Read `path` (or only the defaults when None) and validate the merged result. `state_dir`
+    (mdwd --state-dir) wins over the config's and the default one."""
     override = read_file(path) if path else {}
     return from_tables(override, str(path or ""), environ, str(path) if path else "embedded defaults",
-                       registry=registry)
+                       registry=registry, state_dir=state_dir)
 
 
-def from_tables(override, path="", environ=None, source="config", *, registry):
+def from_tables(override, path="", environ=None, source="config", *, registry, state_dir=None):
     """Validate `override` (parsed TOML tables) merged over the embedded defaults."""
     environ = os.environ if environ is None else environ
     try:
         merged = merge(defaults(registry), override)
         problems = []
-        config = _build(merged, override, path, environ, problems, registry)
+        config = _build(merged, override, path, environ, problems, registry, state_dir)
     except RecursionError:
         raise ConfigError(["arrays or tables nest too deeply"], source) from None
     if problems:
@@ -143,14 +150,12 @@ def from_tables(override, path="", environ=None, source="config", *, registry):
     return config
 
 
-def state_dir_of(tables, environ):
-    """Where the state lives, from a config file's parsed tables: its [supervisor] state_dir, else
-    systemd's $STATE_DIRECTORY, else DEFAULT_STATE_DIR (the embedded default); made absolute."""
+def state_dir_of(tables, environ, config_path=""):
+    """Where the state lives, from the parsed tables of the config file at `config_path`: its
+    [supervisor] state_dir (relative to the file's folder), else $STATE_DIRECTORY, else
+    ~/.local/state/market-data-worker (supervisor/shared/paths.py); absolute."""
     sup = tables.get("supervisor") if isinstance(tables.get("supervisor"), dict) else {}
-    state_dir = sup.get("state_dir")
-    if not isinstance(state_dir, str) or not state_dir.strip():
-        state_dir = environ["STATE_DIRECTORY"].split(":")[0] if environ.get("STATE_DIRECTORY") else DEFAULT_STATE_DIR
-    return os.path.abspath(state_dir)
+    return resolve_state_dir(sup.get("state_dir"), config_path, environ)
 
 
 def merge(base, override):
@@ -164,23 +169,23 @@ def merge(base, override):
     return result
 
 
-def _shown(key, value):
-    """A value as a message may quote it: never the value of a secret-looking key."""
-    return "(hidden)" if _SECRET_NAME.search(str(key)) else repr(value)
+def _shown(key, value, hide=False):
+    """A value as a message may quote it: never the value of a secret-looking or hidden key."""
+    return "(hidden)" if hide or _SECRET_NAME.search(str(key)) else repr(value)
 
 
-def _check(where, key, value, types, check, problems):
+def _check(where, key, value, types, check, problems, hide=False):
     ok_type = isinstance(value, types) and not (isinstance(value, bool) and bool not in _as_tuple(types))
     if not ok_type:
         names = " or ".join(t.__name__ for t in _as_tuple(types))
-        problems.append(f"{where}.{key} = {_shown(key, value)}: expected {names}")
+        problems.append(f"{where}.{key} = {_shown(key, value, hide)}: expected {names}")
         return False
     if isinstance(value, float) and not math.isfinite(value):
-        problems.append(f"{where}.{key} = {_shown(key, value)}: allowed is a finite number")
+        problems.append(f"{where}.{key} = {_shown(key, value, hide)}: allowed is a finite number")
         return False
     allowed = check(value) if check else None
     if allowed:
-        problems.append(f"{where}.{key} = {_shown(key, value)}: allowed is {allowed}")
+        problems.append(f"{where}.{key} = {_shown(key, value, hide)}: allowed is {allowed}")
         return False
     return True
 
@@ -189,8 +194,8 @@ def _as_tuple(types):
     return types if isinstance(types, tuple) else (types,)
 
 
-def _unknown(where, key, value, allowed, problems):
-    problems.append(f"{where}.{key} = {_shown(key, value)}: unknown key; allowed are " + ", ".join(allowed))
+def _unknown(where, key, value, allowed, problems, hide=False):
+    problems.append(f"{where}.{key} = {_shown(key, value, hide)}: unknown key; allowed are " + ", ".join(allowed))
 
 
 def _tables_only(merged, registry, problems):
@@ -206,17 +211,17 @@ def _tables_only(merged, registry, problems):
             merged[section] = default.get(section, {})
 
 
-def _build(merged, override, path, environ, problems, registry):
+def _build(merged, override, path, environ, problems, registry, forced_state_dir=None):
     _tables_only(merged, registry, problems)
     for section, spec in registry.sections.items():
         table = merged.get(section, {})
         ok = True
         for key, value in table.items():
             if key not in spec.keys:
-                _unknown(section, key, value, spec.keys, problems)
+                _unknown(section, key, value, spec.keys, problems, hide=bool(spec.hidden))  # a misspelt secret
                 ok = False
             else:
-                ok = _check(section, key, value, *spec.keys[key], problems) and ok
+                ok = _check(section, key, value, *spec.keys[key], problems, hide=key in spec.hidden) and ok
         if ok and spec.check:
             problems.extend(spec.check(table))
     sup = merged.get("supervisor", {})
@@ -227,11 +232,16 @@ def _build(merged, override, path, environ, problems, registry):
         else:
             _check("supervisor", key, value, *SUPERVISOR_KEYS[key][:2], problems)
     supervisor_ok = len(problems) == before
-    if supervisor_ok and sup["backoff_max"] < sup["backoff_initial"]:
-        problems.append(f"supervisor.backoff_max = {sup['backoff_max']!r}: allowed is a number >= "
-                        f"backoff_initial ({sup['backoff_initial']:g})")
+    if supervisor_ok and sup["backoff_max"] < sup["backoff_initial"]:  # once, naming the key the file set
+        own = override.get("supervisor") if isinstance(override.get("supervisor"), dict) else {}
+        if "backoff_max" in own or "backoff_initial" not in own:
+            problems.append(f"supervisor.backoff_max = {sup['backoff_max']!r}: allowed is a number >= "
+                            f"backoff_initial ({sup['backoff_initial']:g})")
+        else:
+            problems.append(f"supervisor.backoff_initial = {sup['backoff_initial']!r}: allowed is a number <= "
+                            f"backoff_max ({sup['backoff_max']:g})")
         supervisor_ok = False
-    state_dir = state_dir_of(override, environ)
+    state_dir = os.path.abspath(forced_state_dir) if forced_state_dir else state_dir_of(override, environ, path)
     workers = {}
     for name, table in merged.get("workers", {}).items():
         spec = _worker(name, table, merged, state_dir, problems, supervisor_ok, registry)
@@ -293,8 +303,15 @@ def _worker(name, table, merged, state_dir, problems, supervisor_ok, registry):
     for key, opt in kind.options.items():
         options.setdefault(key, copy.deepcopy(opt.default))
     sections = {section: copy.deepcopy(merged.get(section, {})) for section in kind.sections}
+    enabled, off_reason = table.get("enabled", True), ""
+    lacking = kind.needs(merged) if kind.needs and enabled else None
+    if lacking and table.get("enabled") is True:
+        problems.append(f"{where}.enabled = true: {lacking}")
+        return None
+    if lacking:
+        enabled, off_reason = False, lacking
     return WorkerSpec(
         name=name, kind=kind_name, entry=kind.entry, interval=float(table["interval"]),
-        enabled=table.get("enabled", True), state_dir=state_dir, options=options, sections=sections,
-        secrets=tuple(kind.secrets), **settings,
+        enabled=enabled, state_dir=state_dir, options=options, sections=sections,
+        secrets=tuple(kind.secrets), stop_last=kind.stop_last, off_reason=off_reason, **settings,
     )

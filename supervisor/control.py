@@ -77,6 +77,7 @@ class ControlServer:
         self.pause = AcceptPause()
         self.evictions = Evictions()
         self.listener = self._listen()
+        self.link = None  # a symlink to this socket at the default place (link_from), removed by close()
         host.watch(self.listener.fileno())
 
     def _listen(self):
@@ -323,6 +324,27 @@ class ControlServer:
         self.host.unwatch(conn.fd)
         conn.sock.close()
 
+    def link_from(self, where):
+        """Point `where` (the default state dir's socket) at this socket, so that mdwctl finds an mdwd
+        started with --state-dir from any directory. A real socket there (a default mdwd's) is left
+        alone; an old link is replaced. Called once, before the loop; a failure costs only the link."""
+        where = os.path.abspath(where)
+        if where == os.path.abspath(self.path):
+            return
+        try:
+            if os.path.lexists(where) and not os.path.islink(where):
+                log.info("not linking %s to this mdwd's socket: another mdwd's socket is there", where)
+                return
+            os.makedirs(os.path.dirname(where), mode=0o700, exist_ok=True)
+            temporary = f"{where}.{os.getpid()}.link"
+            os.symlink(self.path, temporary)
+            os.replace(temporary, where)
+            self.link = where
+            log.info("%s points at this mdwd's socket, for mdwctl from any directory", where)
+        except OSError as e:
+            log.warning("cannot link %s to the control socket (%s); mdwctl --socket %s still works",
+                        where, e.strerror or e, self.path)
+
     def close(self):
         for conn in list(self.connections.values()):
             self._close(conn)
@@ -332,3 +354,8 @@ class ControlServer:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+        try:
+            if self.link and os.readlink(self.link) == self.path:
+                os.unlink(self.link)
+        except OSError:
+            pass  # replaced by a later mdwd, or already gone

@@ -12,6 +12,9 @@ commands:
   reload                      re-read the config file (like SIGHUP); bad config: exit 2, tree kept
   shutdown                    stop every worker and the supervisor
   health                      one summary line; exit 0 only if every worker that should run is healthy
+  events                      the supervisor's recent events: kills, crash loops, escalation, start, stop
+  alert-test                  (the installed mdwctl) a test message to every alert URL of --config;
+                              exit 0 all went out, 1 one did not, 2 a bad config or no URL
 
 exit codes (supervisorctl 4.x's where they overlap):
   0  ok
@@ -98,12 +101,15 @@ def not_running(rows):
 def cmd_status(client, args):
     answer = _call(client, "status", names=args.names)
     rows = answer["workers"]
+    off = {} if args.names else answer["supervisor"].get("off") or {}
     if args.json:
         print(json.dumps(answer, indent=2))
     else:
-        width = max((len(r["name"]) for r in rows), default=4)
+        width = max((len(name) for name in [r["name"] for r in rows] + list(off)), default=4)
         for r in rows:
             print(f"{r['name']:<{width}}  {r['state']:<8}  {describe(r)}")
+        for name, why in off.items():
+            print(f"{name:<{width}}  {'OFF':<8}  {why}")
     return EXIT_NOT_RUNNING if not_running(rows) else EXIT_OK
 
 
@@ -157,6 +163,19 @@ def cmd_shutdown(client, args):
     return EXIT_OK
 
 
+def cmd_events(client, args):
+    """The supervisor's journal: kills, crash loops, escalation, start and stop (what alerts tell)."""
+    answer = _call(client, "events")
+    if answer.get("missed"):
+        print(f"({answer['missed']} older events were dropped)")
+    while True:
+        for event in answer["events"]:
+            print(f"{event['at']} UTC  {event['kind']:<9}  {event['text']}")
+        if not answer.get("more") or not answer["events"]:
+            return EXIT_OK
+        answer = _call(client, "events", after=answer["events"][-1]["id"])
+
+
 def cmd_health(client, args):
     answer = _call(client, "status")
     print(answer["supervisor"]["status"])
@@ -164,10 +183,12 @@ def cmd_health(client, args):
 
 
 COMMANDS = {"status": cmd_status, "start": _steer("start"), "stop": _steer("stop"), "restart": _steer("restart"),
-            "tail": cmd_tail, "pid": cmd_pid, "reload": cmd_reload, "shutdown": cmd_shutdown, "health": cmd_health}
+            "tail": cmd_tail, "pid": cmd_pid, "reload": cmd_reload, "shutdown": cmd_shutdown, "health": cmd_health,
+            "events": cmd_events}
 
 
-def parser():
+def parser(extra=None):
+    """The command line; `extra` maps more subcommand names to Command objects (e.g. alert-test)."""
     p = argparse.ArgumentParser(prog="mdwctl", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     where = p.add_mutually_exclusive_group()
@@ -187,6 +208,9 @@ def parser():
     sub.add_parser("reload", help="re-read the config file")
     sub.add_parser("shutdown", help="stop every worker and the supervisor")
     sub.add_parser("health", help="summary line; exit 3 unless every worker that should run is healthy")
+    sub.add_parser("events", help="the supervisor's recent events (kills, crash loops, start, stop)")
+    for name, command in (extra or {}).items():
+        command.add_arguments(sub.add_parser(name, help=command.help))
     return p
 
 
@@ -194,8 +218,9 @@ SERVICE_SOCKET = "/run/market-data-worker/mdwd.sock"  # the systemd unit's Runti
 
 
 def find_socket(args, environ=os.environ):
-    """--socket; else the socket of the config's state_dir; else, if that does not exist, the
-    systemd service's. A config that cannot be read is reported and the other rules still apply.
+    """--socket; else the socket in the state dir (the config's state_dir, relative to the config
+    file's folder, or the default one: supervisor/shared/paths.py); else, if there is none there,
+    the systemd service's. A config that cannot be read is reported and the other rules still apply.
 
     Only [supervisor] state_dir is read from the config: mdwctl needs no worker kinds to find mdwd."""
     if args.socket:
@@ -209,14 +234,25 @@ def find_socket(args, environ=os.environ):
         except config_module.ConfigError as e:
             print(f"mdwctl: cannot use the config to find the socket ({e}); trying the default places",
                   file=sys.stderr)
-    path = socket_path(config_module.state_dir_of(tables, environ), environ)
+            tables = {}
+    path = socket_path(config_module.state_dir_of(tables, environ, args.config or ""), environ)
     if not os.path.exists(path) and os.path.exists(SERVICE_SOCKET):
         return SERVICE_SOCKET
     return path
 
 
-def main(argv=None):
-    args = parser().parse_args(sys.argv[1:] if argv is None else argv)  # exits 2 on usage errors
+class Command:
+    """A subcommand that does not talk to mdwd (the program assembling mdwctl adds them: alert-test).
+    `run(args)` returns the exit code."""
+
+    def __init__(self, help, run, add_arguments=lambda parser: None):
+        self.help, self.run, self.add_arguments = help, run, add_arguments
+
+
+def main(argv=None, extra=None):
+    args = parser(extra).parse_args(sys.argv[1:] if argv is None else argv)  # exits 2 on usage errors
+    if extra and args.command in extra:
+        return extra[args.command].run(args)
     try:
         client = ControlClient(find_socket(args))
         return COMMANDS[args.command](client, args)

@@ -39,6 +39,7 @@ class PosixHost:
         self._stderr_watched = False
 
     now = staticmethod(time.monotonic)
+    wall = staticmethod(time.time)  # only to stamp log lines and journal events; every timeout runs on now()
 
     def install_signal_handlers(self):
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)

@@ -36,10 +36,19 @@ class LineFormatter:
         return f"{time.strftime('%Y-%m-%d %H:%M:%S')} {source}: {line}\n"
 
 
-class ChildOutput:
-    """Line splitting, tail and rate limiting for one child's output pipe."""
+def received_at(wall_time):
+    """The stamp a tail line carries: local time to the millisecond, '2026-12-02 09:30:00.123'."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall_time)) + f".{int(wall_time * 1000) % 1000:03d}"
 
-    def __init__(self, worker, formatter, now):
+
+class ChildOutput:
+    """Line splitting, tail and rate limiting for one child's output pipe.
+
+    The tail (`mdwctl tail`) keeps each line with the time mdwd received it;
+    `wall` is the wall clock (the host's), read once per batch of lines."""
+
+    def __init__(self, worker, formatter, now, wall=time.time):
+        self.wall = wall
         self.worker = worker  # its log_tail and log_lines_dropped outlive this incarnation's pipe
         self.name = worker.name
         self.tail = worker.log_tail
@@ -76,7 +85,8 @@ class ChildOutput:
         self.refilled_at = now
         allowed = min(len(lines), int(self.tokens))
         self.tokens -= allowed
-        recent = [line.decode("utf-8", "replace") for line in lines[-self.tail.maxlen:]]
+        stamp = received_at(self.wall())
+        recent = [f"{stamp} {line.decode('utf-8', 'replace')}" for line in lines[-self.tail.maxlen:]]
         self.tail.extend(recent)
         if self.listener:
             self.listener(recent)

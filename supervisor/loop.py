@@ -6,15 +6,23 @@
 Nothing here blocks except `wait_for_events`, and it never waits past the
 nearest deadline. Signals arrive as bytes on the wake-up fd (see host.py);
 they are handled here, by name, never inside a signal handler.
+
+What a person should hear about (a kill for a failure, a crash loop and its
+end, escalation, ready, stopping, stopped) is appended to `journal`
+(supervisor/events.py), which the alerts worker pulls over the control
+socket; the loop itself delivers nothing. On shutdown the workers whose kind
+goes last (`stop_last`: the alerts worker) are stopped only once every other
+has exited, so the stop itself can still be told.
 """
 import collections
 import logging
 import signal
 
-from supervisor import config as config_module
 from supervisor import status
+from supervisor.events import EventJournal
 from supervisor.shared import protocol
 from supervisor.logs import ChildOutput
+from supervisor.reload import reload_config
 from supervisor.states import RUNNING_STATES, STOPPING_STATES, WAITING_STATES, StopReason, WorkerState
 from supervisor.worker import Worker
 
@@ -55,6 +63,8 @@ class Supervisor:
         self.escalated = False
         self.started_at = now
         self.deferred_restarts = {}  # name -> when to restart it anyway: the workers asked to restart last
+        self.journal = EventJournal(host.wall)
+        self.others_stopped = False  # shutting down: every worker but the stop_last ones has exited
 
     # -- the loop ----------------------------------------------------------
 
@@ -145,6 +155,7 @@ class Supervisor:
     def read_heartbeats(self, channel, data, now):
         for message in channel.reader.feed(data):
             channel.worker.on_message(message, now)
+        self.journal.note_recovery(channel.worker, now)
 
     def channel_failed(self, channel, why):
         self.close_channel(channel)
@@ -205,8 +216,25 @@ class Supervisor:
         self.shutting_down = True
         self.deferred_restarts.clear()
         self.notifier.stopping(f"stopping ({why})")
+        self.journal.append("stopping", f"mdwd is stopping ({why})", why=why)
+        self.shutdown_why = why
         for worker in self.workers.values():
-            self.stop_worker(worker, StopReason.SHUTDOWN, f"supervisor got {why}", S.STOPPING)
+            if not worker.spec.stop_last:
+                self.stop_worker(worker, StopReason.SHUTDOWN, f"supervisor got {why}", S.STOPPING)
+        self.stop_the_last()
+
+    def stop_the_last(self):
+        """Shutting down: once every other worker has exited, stop those that go last (the alerts worker)."""
+        if not self.shutting_down or self.others_stopped:
+            return
+        if any(w.has_process for w in self.workers.values() if not w.spec.stop_last):
+            return
+        self.others_stopped = True
+        last = [w for w in self.workers.values() if w.spec.stop_last]
+        self.journal.append("stopped", "every worker has stopped; mdwd exits", last=[w.name for w in last])
+        for worker in last:
+            self.stop_worker(worker, StopReason.SHUTDOWN, f"supervisor got {self.shutdown_why} (stopped last)",
+                             S.STOPPING)
 
     def kill_all_now(self):
         for worker in self.workers.values():
@@ -215,49 +243,8 @@ class Supervisor:
                 worker.on_killed()
 
     def reload(self):
-        """Apply the config file again; a file that cannot be used is logged and the tree kept as it is."""
-        try:
-            new = self.load_config(self.config.path or None)
-        except config_module.ConfigError as e:
-            problems = [f"{e.source}: {problem}" for problem in e.problems]
-        except Exception as e:  # whatever the file holds, it costs the reload only
-            log.error("reload: reading the config failed", exc_info=True)
-            problems = [f"{self.config.path or 'config'}: cannot be read: {type(e).__name__}: {e}"]
-        else:
-            self.apply_config(new)
-            return []
-        for problem in problems:
-            log.error("reload: %s", problem)
-        log.error("reload: config rejected; the running tree is kept unchanged")
-        return problems
-
-    def apply_config(self, new):
-        if new.preload != self.config.preload:
-            log.warning("reload: a changed [supervisor] preload takes effect when mdwd restarts")
-        now = self.host.now()
-        specs = new.enabled_workers
-        self.config = new
-        for name, worker in list(self.workers.items()):
-            if name not in specs and worker.state not in (S.RETIRING, S.REMOVED):
-                log.info("reload: %s removed; stopping it", name)
-                self.stop_worker(worker, StopReason.CONFIG, "removed from config", S.RETIRING)
-        for name, spec in specs.items():
-            worker = self.workers.get(name)
-            if worker is None:
-                self.workers[name] = Worker(spec, now)
-                log.info("reload: %s added", name)
-            elif worker.state is S.RETIRING:
-                log.info("reload: %s added back; it starts again once its process has stopped", name)
-                worker.change_spec(spec, now)
-                worker.start(now)
-            elif spec != worker.spec:
-                if worker.change_spec(spec, now):
-                    log.info("reload: %s changed; restarting it", name)
-                    self.stop_worker(worker, StopReason.CONFIG, "settings changed on reload", S.RESTARTING)
-                else:
-                    log.info("reload: %s changed; the new settings apply when it next starts", name)
-        self.forget_removed()
-        log.info("reload: config %s applied", new.path or "(embedded defaults)")
+        """Apply the config file again (supervisor/reload.py); returns the problems that kept it out."""
+        return reload_config(self)
 
     def forget_removed(self):
         for name in [n for n, w in self.workers.items() if w.state is S.REMOVED]:
@@ -309,6 +296,7 @@ class Supervisor:
                 self.failures.append(now)
             log.log(logging.WARNING if exit_.reason.is_failure else logging.INFO,
                     "%s: pid %d ended: %s; %s", worker.name, pid, exit_.describe(), status.next_step(worker, now))
+            self.journal.note_flapping(worker)
         self.forget_removed()
 
     # -- step 4: check ------------------------------------------------------
@@ -316,6 +304,7 @@ class Supervisor:
     def check_children(self):
         now = self.host.now()
         self.restart_deferred(now)
+        self.stop_the_last()
         for worker in list(self.workers.values()):
             if worker.state in STOPPING_STATES:
                 if not worker.killed and now >= worker.kill_at:
@@ -351,6 +340,8 @@ class Supervisor:
             log.log(level, "%s: stopping pid %d (%s: %s)", worker.name, pid, reason.value, detail)
             self.host.signal_group(pid, signal.SIGTERM)
             self.host.signal_group(pid, signal.SIGCONT)
+            if reason.is_failure:
+                self.journal.note_kill(worker, reason.value, detail)
 
     # -- step 5: start ------------------------------------------------------
 
@@ -371,6 +362,7 @@ class Supervisor:
             self.failures.append(now)
             log.error("%s: cannot start a process (%s); retrying in %.1fs [%s]", worker.name, e.strerror or e,
                       worker.backoff_s, worker.state.value)
+            self.journal.note_flapping(worker)
             return
         if handed_over:
             log.info("%s: handing '%s' to the new incarnation (its predecessor hung on it)",
@@ -378,7 +370,7 @@ class Supervisor:
         worker.on_spawned(pid, now)
         self.by_pid[pid] = worker
         self.channels[heartbeat_fd] = Channel(worker, heartbeat_fd, "heartbeat", protocol.MessageDecoder())
-        output = ChildOutput(worker, self.formatter, now)
+        output = ChildOutput(worker, self.formatter, now, wall=self.host.wall)
         if self.control:
             output.listener = lambda lines, name=worker.name: self.control.publish(name, lines)
         self.channels[log_fd] = Channel(worker, log_fd, "log", output)
@@ -394,6 +386,7 @@ class Supervisor:
         if not self.notifier.ready and all(status.settled(w, now) for w in self.workers.values()):
             log.info("ready: %s", line)
             self.notifier.send_ready(line)
+            self.journal.append("started", f"mdwd started: {line}", status=line)
         if self.check_escalation(now):
             line = f"escalating: {len(self.failures)} failures within {self.config.escalate_window:g}s; " + line
         self.notifier.set_status(line)
@@ -410,6 +403,9 @@ class Supervisor:
                       "watchdog, so systemd restarts the whole service", len(self.failures),
                       self.config.escalate_window, limit)
             self.notifier.watchdog_trigger()
+            self.journal.append("escalated", f"{len(self.failures)} worker failures within "
+                                f"{self.config.escalate_window:g}s: systemd restarts the whole service",
+                                failures=len(self.failures))
         return self.escalated
 
     def log_summary(self):

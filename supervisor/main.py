@@ -42,6 +42,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog="mdwd", description="Supervise the market-data scanners in the foreground.")
     parser.add_argument("--config", metavar="PATH", help="TOML config file (default: embedded defaults)")
     parser.add_argument("--check-config", metavar="PATH", help="validate PATH and exit: 0 valid, 2 invalid")
+    parser.add_argument("--state-dir", metavar="DIR", help="keep the state here, whatever the config says "
+                        "(`make run`: ./var); mdwctl then finds this mdwd from any directory")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
 
@@ -108,6 +110,9 @@ def warn_about_open_secrets(config, environ=os.environ):
         candidates.append((token_file, "the Schwab token file"))
     if environ.get("MDW_ENV_FILE"):
         candidates.append((environ["MDW_ENV_FILE"], "the environment file"))
+    urls_file = (config.raw.get("alerts") or {}).get("urls_file")
+    if urls_file:
+        candidates.append((os.path.join(config.state_dir, urls_file), "the alert URLs file ([alerts] urls_file)"))
     for path, what in candidates:
         try:
             mode = os.stat(path).st_mode
@@ -143,11 +148,12 @@ def main(argv=None, *, registry):
     from supervisor.loop import Supervisor
     from supervisor.notify import SystemdNotifier
     from supervisor.shared.control_client import socket_path
+    from supervisor.shared.paths import default_state_dir
 
     journal = under_journal()
     host = PosixHost()
     setup_logging(journal, host.write_log, getattr(logging, args.log_level))
-    load = functools.partial(config_module.load, registry=registry)
+    load = functools.partial(config_module.load, registry=registry, state_dir=args.state_dir)
     try:
         config = load(args.config)
         try:
@@ -163,6 +169,9 @@ def main(argv=None, *, registry):
             control = ControlServer(path, host, lambda request: commands.handle(supervisor, request))
         except OSError as e:
             raise StartupError(f"cannot listen on the control socket {path}: {e.strerror or e}") from None
+        log.info("state in %s; control socket %s", config.state_dir, path)
+        if args.state_dir:
+            control.link_from(socket_path(default_state_dir(os.environ)))
     except config_module.ConfigError as e:
         for problem in e.problems:
             log.error("%s: %s", e.source, problem)

@@ -45,6 +45,10 @@ class FakeHost:
     def now(self):
         return self.clock
 
+    def wall(self):
+        """The wall clock: a fixed day plus the fake clock (log lines' stamps)."""
+        return 1_780_000_000.0 + self.clock
+
     def at(self, when, action):
         heapq.heappush(self.events, (when, next(self.seq), action))
 

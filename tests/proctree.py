@@ -76,13 +76,14 @@ class Tree:
         """The port the api worker serves on (from its log line)."""
         return int(self.wait_log(r"serving the API on [\d.]+:(\d+)", timeout).group(1))
 
-    def start(self, **env):
+    def start(self, *args, **env):
+        """Start mdwd on this tree's config, with `args` (e.g. --state-dir) and `env` on top of ours."""
         environ = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARS}
         environ.update(configs.DRILLS_ENV, MDW_TEST_TAG=self.tag, PYTHONUNBUFFERED="1")
         environ.update(env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [*configs.MDWD, "--config", str(self.config_path)],
+                [*configs.MDWD, "--config", str(self.config_path), *args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, env=environ,
                 start_new_session=True,
             )

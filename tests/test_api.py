@@ -40,6 +40,21 @@ def test_watchlist_orders_descending(app, order_by, column):
     assert values == sorted(values, reverse=True)
 
 
+@pytest.mark.parametrize("order_by, column", [("symbol", "symbol"), ("volume", "volume"), (None, "daily_change_pct")])
+def test_watchlist_order_asc_turns_the_column_around_and_desc_is_the_default(app, order_by, column):
+    by = f"order_by={order_by}&" if order_by else ""
+    ascending = [row[column] for row in get(app, "/api/watchlist", f"{by}order=asc").json["data"]]
+    assert ascending == sorted(ascending) and len(set(ascending)) > 1
+    assert get(app, "/api/watchlist", f"{by}order=desc").json == get(app, "/api/watchlist", by.rstrip("&")).json
+
+
+def test_whale_flows_order_asc_and_a_bad_order_names_the_choices(app):
+    rows = get(app, "/api/whale_flows", "sort_by=time&order=asc&hours=24").json["data"]
+    assert [r["detected_at"] for r in rows] == sorted(r["detected_at"] for r in rows) and len(rows) > 1
+    answer = get(app, "/api/watchlist", "order=up")
+    assert answer.status == 400 and answer.json["error"] == "order must be one of desc, asc; got 'up'"
+
+
 def test_limit_cuts_the_rows(app):
     body = get(app, "/api/watchlist", "order_by=volume&limit=2").json
     assert body["count"] == 2 and [r["symbol"] for r in body["data"]] == ["TSLA", "AMD"]
@@ -206,9 +221,22 @@ def test_bad_parameters_answer_400_saying_what_is_allowed(app, path, query, mess
 def test_unknown_path_is_404_json(app):
     answer = get(app, "/api/nothing")
     assert answer.status == 404 and answer.headers["content-type"] == JSON_CONTENT_TYPE
-    assert answer.json == {"success": False,
-                           "error": "no such endpoint: /api/nothing (the endpoints are listed in API.md)"}
+    error = answer.json["error"]
+    assert answer.json["success"] is False and error.startswith(
+        'no such endpoint: /api/nothing; the endpoints (README, "HTTP API"): /, /api/chains, /api/cycle_scanner, '
+        '/api/cycles, ')
+    assert "/api/key_levels," in error and "/api/market_snapshot," in error
+    assert "/api/symbol/<symbol>," in error and "/api/workers/<name>/restart," in error and "/static" not in error
+    assert "API.md" not in error
     assert get(app, "/api/watchlist/").status == 404
+
+
+@pytest.mark.parametrize("raw, shown", [("/\xff", "/%FF"), ("/api/\xc3\xa9t\xc3\xa9", "/api/%C3%A9t%C3%A9"),
+                                        ("/a b", "/a%20b")])
+def test_an_unknown_path_is_named_as_it_was_sent_escaped(app, raw, shown):
+    """A server hands the path over as latin-1 text of its bytes: /%ff is the byte 0xff, not the root."""
+    answer = get(app, raw)
+    assert answer.status == 404 and answer.json["error"].startswith(f"no such endpoint: {shown}; ")
 
 
 def test_wrong_method_is_405_json_naming_the_allowed_ones(app):
@@ -240,3 +268,10 @@ def test_an_unexpected_exception_is_a_json_500_without_traceback(make_app):
     answer = get(make_app(reader=Exploding()), "/api/stats")
     assert answer.status == 500 and answer.headers["content-type"] == JSON_CONTENT_TYPE
     assert answer.json["success"] is False and "secret" not in answer.json["error"]
+
+
+def test_a_url_too_long_is_a_414_in_json(app):
+    answer = get(app, "/api/watchlist", "x=" + "a" * 9000)
+    assert answer.status == 414 and answer.headers["content-type"] == JSON_CONTENT_TYPE
+    assert answer.json == {"success": False, "error": "the URL is 9016 bytes long; at most 8192 are answered"}
+    assert get(app, "/api/watchlist", "x=" + "a" * 8000).status == 200

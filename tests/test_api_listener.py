@@ -138,3 +138,23 @@ def test_a_second_api_on_the_same_port_exits_69_and_the_first_keeps_serving_its_
             assert pid in {p.pid for p in serving}
             assert {row["symbol"] for row in answer["data"]} == {"AAPL", "TSLA", "NVDA", "AMD"}
         assert first.proc.poll() is None
+
+
+def raw_request(port, target):
+    """The status line and body of one GET of `target`, sent as raw bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], body
+
+
+def test_a_long_url_is_a_json_414_from_the_app_and_only_past_the_parsers_limit_an_empty_one(child, tmp_path):
+    with FakeControl(tmp_path / "state" / "mdwd.sock", rows=[worker_row("api", interval=1.0)]):
+        port = child().wait_port()
+        status, body = raw_request(port, b"/api/watchlist?x=" + b"a" * 20_000)
+        assert status == b"HTTP/1.1 414 URI Too Long" and json.loads(body)["error"].startswith("the URL is 20016 bytes")
+        status, body = raw_request(port, b"/api/watchlist?x=" + b"a" * 100_000)  # granian's own answer (README)
+        assert status.startswith(b"HTTP/1.1 414") and body == b""

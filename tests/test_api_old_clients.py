@@ -176,8 +176,9 @@ def test_a_browser_preflight_from_the_dashboard_origin_is_answered(app):
 
 # -- GET / ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "text/html,application/xhtml+xml,*/*;q=0.8"])
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/json, text/plain, */*"])
 def test_root_answers_the_old_banner_in_json(app, accept):
+    """Every client but a browser (tests/test_api_page.py: Accept naming text/html gets the status page)."""
     answer = get(app, "/", headers={"Accept": accept} if accept else {})
     assert answer.status == 200 and answer.headers["content-type"] == "application/json; charset=utf-8"
     body = answer.json

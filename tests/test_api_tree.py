@@ -1,8 +1,10 @@
 """The API as a supervised child: it serves the store and the supervisor's live status."""
 import json
+import subprocess
 import urllib.error
 import urllib.request
 
+import psutil
 import pytest
 
 from api.server import SERVED_BY
@@ -20,6 +22,12 @@ def http(method, url, token=None):
         return e.code, json.loads(e.read())
 
 
+def ps_args(pid):
+    """The command line `ps aux` shows for a process."""
+    return subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True,
+                          timeout=10).stdout.strip()
+
+
 def test_api_child_reports_the_tree_and_restarts_a_worker_on_an_authorised_request(make_tree):
     tree = make_tree(
         {"api": {"kind": "api", "interval": 0.5},
@@ -29,6 +37,13 @@ def test_api_child_reports_the_tree_and_restarts_a_worker_on_an_authorised_reque
     port = int(tree.wait_log(r"api: INFO api: serving the API on 127\.0\.0\.1:(\d+)").group(1))
     base = f"http://127.0.0.1:{port}"
     tree.wait_log(r"ready: 2/2 healthy")
+    http_tree_up = lambda: len(psutil.Process(tree.pid).children(recursive=True)) == 5  # noqa: E731
+    poll(http_tree_up, 15, what="the API's manager and its two serving processes")
+    titles = sorted(ps_args(p.pid) for p in psutil.Process(tree.pid).children(recursive=True))
+    assert titles == ["mdw: api", "mdw: api.http", "mdw: api.http worker-1", "mdw: api.http worker-2",
+                      "mdw: watchlist"], titles
+    assert sorted(p.name() for p in psutil.Process(tree.pid).children(recursive=True)) == [
+        "mdw:api", "mdw:api.http", "mdw:api.http", "mdw:api.http", "mdw:watchlist"]
     status, body = poll(lambda: (lambda r: r if r[1].get("count") == 2 else None)(http("GET", f"{base}/api/watchlist")),
                         10, what="the watchlist served")
     assert status == 200 and {row["symbol"] for row in body["data"]} == {"AAPL", "MSFT"}
@@ -38,7 +53,8 @@ def test_api_child_reports_the_tree_and_restarts_a_worker_on_an_authorised_reque
     old_pid = rows["watchlist"]["pid"]
     assert http("POST", f"{base}/api/workers/watchlist/restart")[0] == 401
     assert http("POST", f"{base}/api/workers/watchlist/restart", token="wrong")[0] == 401
-    assert http("POST", f"{base}/api/workers/nope/restart", token=TOKEN)[0] == 404
+    assert http("POST", f"{base}/api/workers/nope/restart", token=TOKEN) == (
+        404, {"success": False, "error": "no worker named 'nope'; known: watchlist, api"})
     assert http("POST", f"{base}/api/workers/watchlist/restart", token=TOKEN)[0] == 202
     tree.wait_log(rf"watchlist: pid {old_pid} ended: SIGTERM \(manual: restart requested\)")
     health = poll(lambda: (lambda r: r if r[0] == 200 else None)(http("GET", f"{base}/health")), 10,

@@ -16,9 +16,28 @@ def check(tmp_path, text):
 
 
 def test_embedded_defaults_are_valid_and_run_something():
-    config = configs.load(None, environ={})
+    config = configs.load(None, environ={"HOME": "/home/ann"})
     assert config.enabled_workers
-    assert config.state_dir.endswith("/var")
+    assert config.state_dir == "/home/ann/.local/state/market-data-worker"  # whatever the current directory
+
+
+def test_the_default_state_dir_follows_xdg_state_home_and_systemd():
+    assert configs.load(None, environ={"HOME": "/h", "XDG_STATE_HOME": "/xdg"}).state_dir == "/xdg/market-data-worker"
+    assert configs.load(None, environ={"HOME": "/h", "XDG_STATE_HOME": "rel"}).state_dir == \
+        "/h/.local/state/market-data-worker"  # a relative XDG_STATE_HOME is invalid: ignored, as the spec says
+    assert configs.load(None, environ={"HOME": "/h", "STATE_DIRECTORY": "/var/lib/m"}).state_dir == "/var/lib/m"
+
+
+def test_a_relative_state_dir_is_relative_to_the_config_files_folder(tmp_path, monkeypatch):
+    (tmp_path / "etc").mkdir()
+    path = tmp_path / "etc" / "mdwd.toml"
+    path.write_text('[supervisor]\nstate_dir = "../state"\n')
+    monkeypatch.chdir(tmp_path / "etc")
+    here = configs.load(path, environ={}).state_dir
+    monkeypatch.chdir("/")
+    assert configs.load(path, environ={}).state_dir == here == str(tmp_path / "state")
+    path.write_text('[supervisor]\nstate_dir = "~/mdw"\n')
+    assert configs.load(path, environ={"HOME": "/home/ann"}).state_dir == "/home/ann/mdw"
 
 
 def test_file_overrides_defaults_key_by_key():
@@ -66,6 +85,21 @@ def test_check_config_names_key_value_and_what_is_allowed(tmp_path, text, expect
     result = check(tmp_path, text)
     assert result.returncode == 2
     assert expected in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[supervisor]\nbackoff_initial = 10\nbackoff_max = 1\n",
+     "supervisor.backoff_max = 1: allowed is a number >= backoff_initial (10)"),
+    ("[supervisor]\nbackoff_initial = 100\n",
+     "supervisor.backoff_initial = 100: allowed is a number <= backoff_max (60)"),
+    ("[supervisor]\nbackoff_max = 0.5\n", "supervisor.backoff_max = 0.5: allowed is a number >= backoff_initial (1)"),
+    ("[supervisor]\nbackoff_max = 2\n[workers.macd]\nbackoff_initial = 10\n",
+     "workers.macd.backoff_initial = 10: allowed is a number <= backoff_max (2)"),
+])
+def test_backoff_limits_in_conflict_are_reported_once_where_they_were_set(tmp_path, text, expected):
+    """Not once per worker that inherits them (the embedded defaults run six)."""
+    result = check(tmp_path, text)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"{tmp_path / 'c.toml'}: {expected}"]
 
 
 def test_check_config_reports_every_problem_one_per_line(tmp_path):

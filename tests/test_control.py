@@ -1,6 +1,7 @@
 """mdwctl and the control socket against a real supervisor."""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def test_restart_gives_a_new_pid_and_counts_a_manual_restart(tree):
 def test_unknown_name_exits_4_and_names_the_known_ones(tree):
     result = ctl(tree, "restart", "gamma")
     assert result.returncode == 4
-    assert "unknown worker 'gamma'; known: alpha, beta" in result.stderr
+    assert result.stderr == "mdwctl: no worker named 'gamma'; known: alpha, beta\n"  # said once
     assert ctl(tree, "tail", "gamma").returncode == 4
 
 
@@ -99,6 +100,8 @@ def test_usage_errors_exit_2(tree):
 def test_tail_shows_recent_lines_and_follows_new_ones(tree):
     result = ctl(tree, "tail", "-n", "5", "alpha")
     assert result.returncode == 0 and "started in mode healthy" in result.stdout
+    stamped = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")  # when mdwd received the line
+    assert result.stdout.splitlines() and all(stamped.match(line) for line in result.stdout.splitlines())
     sock = str(tree.dir / "state" / "mdwd.sock")
     follower = subprocess.Popen([sys.executable, "-m", "supervisor.ctl", "--socket", sock, "tail", "-f", "-n", "1",
                                  "alpha"], stdout=subprocess.PIPE, text=True)
@@ -106,7 +109,7 @@ def test_tail_shows_recent_lines_and_follows_new_ones(tree):
         assert follower.stdout.readline()  # the history line: from now on the follower is subscribed
         assert ctl(tree, "restart", "alpha").returncode == 0
         lines = iter(follower.stdout.readline, "")
-        assert any("started in mode healthy" in line for line in lines)
+        assert any("started in mode healthy" in line and stamped.match(line) for line in lines)
     finally:
         follower.kill()
         follower.wait()

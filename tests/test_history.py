@@ -44,7 +44,7 @@ def test_a_macd_cross_is_recorded_once_per_session_with_the_values_the_scanner_s
                             session=DAY)
     [signal] = reader.signals()
     assert signal["kind"] == "macd_cross" and signal["symbol"] == "AAPL" and signal["direction"] == "bullish"
-    assert signal["at"] == "2026-11-25 20:00:00" and signal["values"]["price"] == 100.0
+    assert signal["at"] == "2026-11-25T20:00:00Z" and signal["values"]["price"] == 100.0
     assert signal["values"]["bullish_cross"] is True and "symbol" not in signal["values"]
     # the same cross on the next session's bars is a new signal; so is the opposite cross the same day
     writer.replace_snapshot("macd_scanner", [macd_row("AAPL", bullish=True)], session=DAY + dt.timedelta(days=1))
@@ -130,14 +130,14 @@ def test_cycles_are_kept_for_48_hours_oldest_first(tmp_path):
     writer.record_cycle("macd", 1.5, True)
     clock.now += dt.timedelta(minutes=1)
     writer.record_cycle("vpb", 2.0, False)
-    assert reader.cycles() == [{"worker": "macd", "at": "2026-11-25 20:00:00", "duration_s": 1.5, "ok": True},
-                               {"worker": "vpb", "at": "2026-11-25 20:01:00", "duration_s": 2.0, "ok": False}]
+    assert reader.cycles() == [{"worker": "macd", "at": "2026-11-25T20:00:00Z", "duration_s": 1.5, "ok": True},
+                               {"worker": "vpb", "at": "2026-11-25T20:01:00Z", "duration_s": 2.0, "ok": False}]
     assert [c["worker"] for c in reader.cycles(worker="vpb")] == ["vpb"]
     clock.now += dt.timedelta(hours=49)
     writer.record_cycle("macd", 1.0, True)
     with sqlite3.connect(reader.path) as conn:
         assert conn.execute("SELECT count(*) FROM cycles WHERE worker = 'macd'").fetchone()[0] == 1
-    assert reader.cycles(hours=1) == [{"worker": "macd", "at": "2026-11-27 21:01:00", "duration_s": 1.0,
+    assert reader.cycles(hours=1) == [{"worker": "macd", "at": "2026-11-27T21:01:00Z", "duration_s": 1.0,
                                        "ok": True}]
 
 

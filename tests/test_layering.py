@@ -3,8 +3,9 @@
 - nothing under supervisor/ imports workers/ or api/;
 - workers/ and api/ import from supervisor/ only supervisor.shared (the one
   exception: workers/service.py, the entry point that hands the registry to
-  supervisor.main);
+  supervisor.main, and mdwctl its alert-test);
 - supervisor/shared/ imports nothing of this project but supervisor.shared;
+- workers/ imports nothing from api/ (the API reads what the workers write, never the reverse);
 - the production registry holds no drill kind and no fault-injection wrapper.
 """
 import ast
@@ -50,9 +51,15 @@ def test_shared_leaves_import_only_each_other(path):
 
 @pytest.mark.parametrize("path", files("workers") + files("api"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_workers_and_api_see_the_supervisor_only_through_its_shared_leaves(path):
-    allowed = ("supervisor.shared",) + (("supervisor.main", "supervisor") if path.name == "service.py" else ())
+    entry_point = ("supervisor.main", "supervisor.ctl", "supervisor.config", "supervisor")  # assembles mdwd, mdwctl
+    allowed = ("supervisor.shared",) + (entry_point if path == ROOT / "workers" / "service.py" else ())
     used = {n for n in ours(imports(path)) if n.startswith("supervisor")}
     assert all(n.startswith(allowed[0]) or n in allowed[1:] for n in used), used
+
+
+@pytest.mark.parametrize("path", files("workers"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_workers_import_nothing_from_the_api(path):
+    assert not {n for n in ours(imports(path)) if n.split(".")[0] == "api"}
 
 
 def test_the_service_registry_holds_no_drill_kind():

@@ -16,7 +16,8 @@ SYMBOLS = ["AAPL", "MSFT", "TSLA", "NVDA"]
 
 def test_a_yahoo_call_that_never_returns_is_killed_and_its_symbol_quarantined_by_the_successor(make_tree):
     tree = make_tree(
-        {"watchlist": {"kind": "watchlist", "interval": 0.5, "batch_size": 1, "symbols": SYMBOLS}},
+        {"watchlist": {"kind": "watchlist", "interval": 0.5, "batch_size": 1, "symbols": SYMBOLS,
+                       "schedule": "always"}},
         sections={"provider": {"kind": "yahoo", "requests_per_minute": 6000}},
         heartbeat_timeout=1.5, backoff_initial=0.1, stale_cycles=10, preload=["tests.yahoo_drill"],
     ).start(PYTHONPATH=ROOT, MDW_YAHOO_DRILL_HANG="TSLA")

@@ -121,7 +121,7 @@ def test_whale_cycle_stores_scored_flows_with_every_api_field(tmp_path):
     for flow in flows:
         assert flow["type"] in ("CALL", "PUT") and 0 <= flow["whale_score"] <= 100
         assert flow["vol_oi"] >= ctx.options["min_vol_oi"] and flow["total_premium"] >= ctx.options["min_premium"]
-        assert flow["total_premium"] == pytest.approx(flow["volume"] * flow["premium"] * 100, abs=0.01)
+        assert flow["total_premium"] == pytest.approx(flow["volume"] * flow["premium"] * 100, rel=1e-4)  # stored 4 places
     assert ("chain", f"{flows[0]['symbol']} {flows[0]['expiry']}") in ctx.beats
     assert counts["retention_days"] == ctx.options["retention_days"]  # how the API learns it
 

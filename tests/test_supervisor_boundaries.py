@@ -57,9 +57,12 @@ def test_unread_stderr_never_blocks_the_loop(make_tree):
             return int.from_bytes(count, sys.byteorder) >= 60000  # the pipe (64 KiB) is full
         poll(queued, 20, what="mdwd's stderr pipe to fill up")
         client = ControlClient(tree.state_dir / "mdwd.sock", timeout=5.0)
+
+        def good_state():
+            return {r["name"]: r for r in client.call("status")["workers"]}["good"]["state"]
+        poll(lambda: good_state() == "RUNNING", 20, what="the good worker to run while the pipe is full")
         for _ in range(5):
-            rows = {r["name"]: r for r in client.call("status")["workers"]}
-            assert rows["good"]["state"] == "RUNNING"
+            assert good_state() == "RUNNING"
         os.set_blocking(read_end, False)
         seen = b""
 
@@ -127,6 +130,7 @@ def test_interrupted_writes_leave_no_temp_file_behind(make_tree):
     tree.start()
     tree.wait_log(r"removed \.schwab-token-abc123, left by an interrupted write")
     assert not list(tree.state_dir.glob(".schwab-token-*")) and not list(tree.state_dir.glob(".quarantine-*"))
+    tree.wait_log(r"ready: 1/1 healthy")  # the temp files go before mdwd handles SIGTERM: stop it after
     assert tree.stop() == 0
 
 
@@ -136,4 +140,5 @@ def test_a_secret_file_others_can_read_is_warned_about(make_tree):
     tree.start()
     tree.wait_log(rf"WARNING the config file, which sets \[api\] token {tree.config_path} is readable by group and "
                   rf"others \(mode 0644\); make it 0600")
+    tree.wait_log(r"ready: 1/1 healthy")  # warned before mdwd handles SIGTERM: stop it after
     assert tree.stop() == 0

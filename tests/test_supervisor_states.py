@@ -272,3 +272,21 @@ def test_worker_warnings_show_in_the_status_line_until_a_report_without_them():
         host.send(name, protocol.encode_status())
     sup.run_once()
     assert notifier.status == "2/2 healthy"
+
+
+def test_the_exit_summary_says_what_happened_in_words(caplog):
+    """Not '0 restarts {'shutdown': 1}': how many processes, restarts, and how each ended."""
+    caplog.set_level(logging.INFO)
+    sup, host, _ = make()
+    start(sup, host)
+    run_until(sup, host, lambda: sup.workers["a"].state is S.BACKOFF)  # silent: killed for a hang
+    run_until(sup, host, lambda: sup.workers["a"].state is S.STARTING)
+    host.beat("a")
+    sup.run_once()
+    sup.begin_shutdown("a test")
+    run_until(sup, host, lambda: sup.finished)
+    sup.log_summary()
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("a: ")
+              and "longest heartbeat gap" in r.getMessage()]
+    assert line.startswith("a: 2 processes started, 1 restart; exits: 1 hang, 1 shutdown; longest heartbeat gap ")
+    assert "{" not in line

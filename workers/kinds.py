@@ -19,6 +19,7 @@ import re
 
 from supervisor.shared.registry import Kind, Option, Registry, Section
 from workers import budget_plan
+from workers.alerts import settings as alert_settings
 from supervisor.shared.checks import NUMBER, non_negative, one_of, positive, symbols, text, whole
 from workers.universe import WATCHLIST, WHALE_SYMBOLS
 
@@ -130,6 +131,14 @@ KINDS = {
         # (api/live.py: with the access token the scanners keep fresh; the API holds no Schwab app secret)
         sections=("api", "provider"), secrets=API_SECRETS,
     ),
+    # Off while [alerts] names nowhere to deliver; stopped last, so that it can tell the stop.
+    "alerts": Kind(
+        entry="workers.alerts.service:run",
+        help="tells a person (through apprise) about kills, crash loops, quarantines, stale data, the Schwab "
+             "login, start and stop, and the signals asked for",
+        sections=("alerts", "api"), secrets=alert_settings.SECRET_ENV, stop_last=True,  # [api]: stale_after
+        needs=alert_settings.has_targets,
+    ),
 }
 
 FAULT_MODES = (
@@ -238,6 +247,16 @@ SECTIONS = {
         "sim_hang_symbols": (list, symbols(allow_empty=True)),
         "sim_fail_symbols": (list, symbols(allow_empty=True)),
     }, check=_provider_table),
+    "alerts": Section({
+        "urls": (list, None),  # checked by check_section, which never quotes an entry
+        "urls_file": (str, None),
+        "max_messages_per_minute": (int, whole(1, 600)),
+        "timeout": (NUMBER, positive),
+        "retry_initial": (NUMBER, positive),
+        "retry_max": (NUMBER, positive),
+        "events": (dict, None),
+        "signals": (dict, None),
+    }, check=alert_settings.check_section, hidden=("urls",)),
     "api": Section({
         "host": (str, text),
         "port": (int, whole(0, 65535, note=" (a TCP port; 0 = any free port)")),
@@ -250,10 +269,15 @@ SECTIONS = {
     }),
 }
 
+def describe(config):
+    """What `mdwd --check-config` says about a valid config: the request budget, the alerts."""
+    return budget_plan.describe(config) + alert_settings.describe(config)
+
+
 REGISTRY = Registry(
     kinds=KINDS, sections=SECTIONS,
     defaults=importlib.resources.files("workers").joinpath("default_config.toml").read_text(),
-    secret_env=SCHWAB_SECRETS + API_SECRETS, describe=budget_plan.describe,
+    secret_env=SCHWAB_SECRETS + API_SECRETS + alert_settings.SECRET_ENV, describe=describe,
 )
 
 

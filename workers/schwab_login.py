@@ -25,8 +25,9 @@ The running service needs no restart: each worker re-reads the token file
 when it changes, and a new refresh token lifts any backoff after a refusal.
 
 Settings are mdwd's: the embedded defaults, overridden by --config: state_dir
-(--state-dir wins; else [supervisor] state_dir, else $STATE_DIRECTORY, else
-./var) and [provider] auth_url, token_file, secrets_file, callback_url. The
+(--state-dir wins; else [supervisor] state_dir, relative to the config file's
+folder, else $STATE_DIRECTORY, else ~/.local/state/market-data-worker: see
+supervisor/shared/paths.py) and [provider] auth_url, token_file, secrets_file, callback_url. The
 app key and secret come from SCHWAB_APP_KEY/SCHWAB_APP_SECRET or
 secrets_file (workers/providers/schwab_credentials.py); the callback URL from
 --callback-url, else the config file's callback_url, else the secrets file's
@@ -44,6 +45,7 @@ import time
 import tomllib
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from supervisor.shared.paths import resolve_state_dir
 from workers import kinds
 from workers.providers.base import AuthError, HttpStatusError, ProviderError
 from workers.providers.http import HttpClient, HttpConfig, deadline_in
@@ -121,10 +123,11 @@ def settings(args, environ):
         allowed = _allowed(key, provider[key]) if key in provider else None
         if allowed:
             raise BadConfig(f"{source}: provider.{key}: allowed is {allowed}")
-    state_dir = args.state_dir or _table(tables, "supervisor", source).get("state_dir")
-    if not isinstance(state_dir, str) or not state_dir.strip():
-        state_dir = environ["STATE_DIRECTORY"].split(":")[0] if environ.get("STATE_DIRECTORY") else "./var"
-    return os.path.abspath(state_dir), provider, own
+    if args.state_dir:
+        state_dir = os.path.abspath(args.state_dir)
+    else:
+        state_dir = resolve_state_dir(_table(tables, "supervisor", source).get("state_dir"), args.config, environ)
+    return state_dir, provider, own
 
 
 # -- the steps ----------------------------------------------------------------------

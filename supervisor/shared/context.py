@@ -39,12 +39,12 @@ class WorkerContext:
     def cycle(self, ok, duration, counts=None, error=None):
         self._send(protocol.encode_cycle(ok, duration, counts, error))
 
-    def report(self, quarantined=(), provider_requests=None, warnings=(), schedule=None):
+    def report(self, quarantined=(), provider_requests=None, warnings=(), schedule=None, counters=None):
         """Worker status shown by the supervisor: quarantined items (the first few, and their
         total), request counts by provider and outcome, warnings a person must act on
-        soon (shown until a report without them), and the schedule it works on (passed
-        through for the API). Always fits one message."""
-        self._send(protocol.encode_status(quarantined, provider_requests, warnings, schedule))
+        soon (shown until a report without them), the schedule it works on and its own
+        counters (both passed through for the API). Always fits one message."""
+        self._send(protocol.encode_status(quarantined, provider_requests, warnings, schedule, counters))
 
     def idle(self, seconds, phase="idle"):
         """Sleep `seconds` between cycles, beating often enough to stay fresh."""

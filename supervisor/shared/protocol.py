@@ -7,14 +7,17 @@ Newline-delimited JSON objects on a pipe, each at most MAX_MESSAGE bytes
     {"t": "cycle", "ok": true, "duration": 1.2, "counts": {...}, "error": null}
     {"t": "status", "quarantined": [...], "quarantined_total": 3, "provider_requests": {...},
      "warnings": ["the Schwab refresh token expires in 1 day 4 h: run mdw-schwab-login"],
-     "schedule": "regular"}
+     "schedule": "regular", "counters": {"alerts_sent": {"json://127.0.0.1:8089": 12}}}
 
 A status message's `warnings` are things a person must act on soon although
 the worker still works (a login about to expire): the supervisor shows them
 in its STATUS line, `mdwctl status` and /health until the worker stops
 sending them. Its `schedule` is a worker's own word for when it works (at most
 SCHEDULE_TEXT characters, or null): the supervisor does not read it, it passes
-it through in its status rows for the API.
+it through in its status rows for the API. Its `counters` are a worker's own
+numbers for /metrics (family -> label -> a number >= 0; at most MAX_COUNTERS
+families of MAX_COUNTER_LABELS labels, names cut to COUNTER_TEXT characters),
+passed through likewise: the alerts worker reports what it sent and failed to.
 
 A beat's `item` is for people: cut to MAX_TEXT characters. Its `key` names
 the item exactly, whatever its length (a digest of the whole item, see
@@ -45,6 +48,9 @@ STATUS_LIST_LIMIT = 10  # quarantined items listed in a status message; the rest
 MAX_WARNINGS = 3
 WARNING_TEXT = 300
 SCHEDULE_TEXT = 40
+MAX_COUNTERS = 8
+MAX_COUNTER_LABELS = 10
+COUNTER_TEXT = 60
 _MAX_NUMBER = 1e15  # counts and seconds beyond this are nonsense, not data
 
 
@@ -90,23 +96,27 @@ def encode_cycle(ok, duration, counts=None, error=None):
     return _encode(message)
 
 
-def encode_status(quarantined=(), provider_requests=None, warnings=(), schedule=None):
+def encode_status(quarantined=(), provider_requests=None, warnings=(), schedule=None, counters=None):
     """A status message that always fits: the first STATUS_LIST_LIMIT items, and their total.
 
     `quarantined` is a list of {"item", "why", "for_s"}; `provider_requests`
     maps provider -> outcome -> count; `warnings` are short texts (at most
     MAX_WARNINGS, each cut to WARNING_TEXT characters); `schedule` a word of
-    at most SCHEDULE_TEXT characters, or None."""
+    at most SCHEDULE_TEXT characters, or None; `counters` maps family -> label
+    -> number (the first MAX_COUNTERS families and MAX_COUNTER_LABELS labels)."""
     warnings = [_text(w, WARNING_TEXT) for w in list(warnings)[:MAX_WARNINGS]]
     schedule = None if schedule is None else str(schedule)[:SCHEDULE_TEXT] or None
     items = [{"item": _text(q["item"], 60), "why": _text(q["why"], 120), "for_s": float(q["for_s"])}
              for q in list(quarantined)]
     requests = {str(p)[:40]: {str(o)[:40]: int(n) for o, n in outcomes.items()}
                 for p, outcomes in dict(provider_requests or {}).items()}
+    counters = {str(family)[:COUNTER_TEXT]: {str(label)[:COUNTER_TEXT]: max(0, _plain_number(n) or 0)
+                                              for label, n in list(dict(labels).items())[:MAX_COUNTER_LABELS]}
+                for family, labels in list(dict(counters or {}).items())[:MAX_COUNTERS]}
     shown = min(len(items), STATUS_LIST_LIMIT)
     while True:
         message = {"t": "status", "quarantined": items[:shown], "quarantined_total": len(items),
-                   "provider_requests": requests, "warnings": warnings, "schedule": schedule}
+                   "provider_requests": requests, "warnings": warnings, "schedule": schedule, "counters": counters}
         data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
         if len(data) <= MAX_MESSAGE or shown == 0:
             return _encode(message)
@@ -195,6 +205,12 @@ def _status(message):
     requests = message.get("provider_requests", {})
     warnings = message.get("warnings", [])
     schedule = message.get("schedule")
+    counters = message.get("counters", {})
+    _require(message, "counters", isinstance(counters, dict) and len(counters) <= MAX_COUNTERS and all(
+        isinstance(f, str) and len(f) <= COUNTER_TEXT and isinstance(labels, dict)
+        and len(labels) <= MAX_COUNTER_LABELS and all(
+            isinstance(label, str) and len(label) <= COUNTER_TEXT and _is_number(n) and n >= 0
+            for label, n in labels.items()) for f, labels in counters.items()))
     _require(message, "schedule",
              schedule is None or (isinstance(schedule, str) and 0 < len(schedule) <= SCHEDULE_TEXT))
     _require(message, "warnings", isinstance(warnings, list) and len(warnings) <= MAX_WARNINGS and all(
@@ -207,7 +223,7 @@ def _status(message):
         isinstance(outcomes, dict) and all(_is_whole(n) and n >= 0 for n in outcomes.values())
         for outcomes in requests.values()))
     return {"t": "status", "quarantined": quarantined, "quarantined_total": total, "provider_requests": requests,
-            "warnings": warnings, "schedule": schedule}
+            "warnings": warnings, "schedule": schedule, "counters": counters}
 
 
 _VALIDATORS = {"beat": _beat, "cycle": _cycle, "status": _status}

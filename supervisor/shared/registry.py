@@ -9,7 +9,12 @@ by name ("module:function"), imported after fork or preloaded before it.
 - `kinds`: name -> Kind: its entry point, its options (validated like every
   other key: a typo is an error naming the key), the shared config sections
   it reads (a change to one restarts exactly the workers that read it), and
-  the secret environment variables it may see.
+  the secret environment variables it may see, whether it is stopped last
+  on shutdown (after every other worker has exited: the alerts worker, which
+  tells a person about the stop), and what it needs to have any work
+  (`needs`: given the merged config tables, None, or why it would have
+  nothing to do; such a worker is off unless its table says enabled = true,
+  and then the config is refused with that reason).
 - `sections`: the shared config tables ([provider], [api]): name -> Section.
 - `defaults`: the embedded default configuration, TOML text.
 - `secret_env`: environment variables that hold secrets; a child sees only
@@ -40,6 +45,8 @@ class Kind:
     options: dict = dataclasses.field(default_factory=dict)
     sections: tuple = ()  # shared config tables it reads, e.g. ("provider",)
     secrets: tuple = ()  # the secret environment variables it may see, e.g. ("SCHWAB_*",)
+    stop_last: bool = False  # on shutdown, stopped once every other worker has exited
+    needs: Optional[Callable[[dict], Optional[str]]] = None  # merged tables -> None, or why it has no work
 
     def load(self):
         return load_entry(self.entry)
@@ -47,11 +54,12 @@ class Kind:
 
 @dataclasses.dataclass(frozen=True)
 class Section:
-    """A shared config table: key -> (accepted types, check), and a check of the whole table
-    (returning problem lines) run once every key is fine."""
+    """A shared config table: key -> (accepted types, check), a check of the whole table
+    (returning problem lines) run once every key is fine, and the keys never quoted."""
 
     keys: dict
     check: Optional[Callable[[dict], list]] = None
+    hidden: tuple = ()  # keys whose values no message quotes (they may hold a secret: [alerts] urls)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@
 
 "Session" is the date of the daily bar the scan ran on (New York), so a cross that
 flickers during the day is one signal, and the same cross tomorrow is another. `at` is
-when it was recorded (UTC, the datasets' timestamp format); `values` (stored as
+when it was recorded (stored as the datasets' UTC text, answered as ISO 8601 with Z); `values` (stored as
 `payload`) is the scanner's row as it was then, so the history says what the scanner
 saw even after the dataset moved on; `score` is the whale score, the sentiment score of a
 `sentiment_change` (NULL for the others). A cycle peak or bottom is recorded on the cycle that
@@ -187,8 +187,14 @@ def record_signals(conn: sqlite3.Connection, signals: Iterable[Signal], now: dt.
     return inserted
 
 
+def iso_z(stamp: str) -> str:
+    """A stored 'YYYY-MM-DD HH:MM:SS' (UTC) as ISO 8601 with Z, the form of every new field of the API."""
+    return f"{stamp[:10]}T{stamp[11:19]}Z" if len(stamp) >= 19 else stamp
+
+
 def signal_row(row: tuple) -> dict[str, Any]:
     id_, at, kind, symbol, direction, score, payload = row
+    at = iso_z(at)
     try:
         values = json.loads(payload)
     except ValueError:
@@ -233,5 +239,5 @@ def select_cycles(conn: sqlite3.Connection, *, worker: Optional[str], since: str
         params.append(worker)
     rows = conn.execute(f"SELECT worker, at, duration_s, ok, rowid FROM cycles WHERE {where} "
                         f"ORDER BY at DESC, rowid DESC LIMIT ?", (*params, int(limit))).fetchall()
-    return [{"worker": w, "at": at, "duration_s": round(float(d), 3), "ok": bool(ok)} for w, at, d, ok, _ in
-            reversed(rows)]
+    return [{"worker": w, "at": iso_z(at), "duration_s": round(float(d), 3), "ok": bool(ok)}
+            for w, at, d, ok, _ in reversed(rows)]

@@ -35,16 +35,19 @@ MAX_LIMIT = 1000
 MAX_WINDOW_HOURS = 1000 * 366 * 24
 _MAX_IDLE = 8
 
-# Allowed argument -> SQL (WHERE, ORDER BY). rowid keeps the writer's order last.
+# Allowed argument -> SQL (WHERE, ORDER BY). rowid keeps the writer's order last. In the orders of
+# the watchlist and the whale flows, {d} is the direction (`order`: desc by default, as the old
+# service sorted) of the column asked for; the tie-breakers keep theirs.
+ORDERS = {"desc": "DESC", "asc": "ASC"}
 WATCHLIST_ORDERS = {
-    "daily_change_pct": "daily_change_pct DESC, symbol",
-    "volume": "volume DESC, symbol",
-    "symbol": "symbol DESC",
-    "price": "price DESC, symbol",
+    "daily_change_pct": "daily_change_pct {d}, symbol",
+    "volume": "volume {d}, symbol",
+    "symbol": "symbol {d}",
+    "price": "price {d}, symbol",
 }
 WHALE_SORTS = {
-    "score": "whale_score DESC, detected_at DESC, rowid",
-    "time": "detected_at DESC, whale_score DESC, rowid",
+    "score": "whale_score {d}, detected_at DESC, rowid",
+    "time": "detected_at {d}, whale_score DESC, rowid",
 }
 MACD_FILTERS = {
     "all": ("1", "scanned_at DESC, rowid"),
@@ -191,15 +194,15 @@ class StoreReader:
 
     # -- the endpoints ------------------------------------------------------
 
-    def watchlist(self, order_by: str = "daily_change_pct", limit: int = 20) -> list[dict]:
-        """Rows by `order_by` descending (daily_change_pct, volume, symbol, price)."""
-        order = _choice("order_by", order_by, WATCHLIST_ORDERS)
-        return self._select("watchlist", "1", order, _bounded("limit", limit, MAX_LIMIT))
+    def watchlist(self, order_by: str = "daily_change_pct", limit: int = 20, order: str = "desc") -> list[dict]:
+        """Rows by `order_by` (daily_change_pct, volume, symbol, price), descending unless `order` is asc."""
+        sql = _choice("order_by", order_by, WATCHLIST_ORDERS).format(d=_choice("order", order, ORDERS))
+        return self._select("watchlist", "1", sql, _bounded("limit", limit, MAX_LIMIT))
 
-    def whale_flows(self, sort_by: str = "score", limit: int = 10, hours: int = 6) -> list[dict]:
-        """Flows detected in the last `hours` (any whole number >= 1), by whale_score or detected_at
-        descending. The API clamps `hours` to the retention before asking (API.md)."""
-        order = _choice("sort_by", sort_by, WHALE_SORTS)
+    def whale_flows(self, sort_by: str = "score", limit: int = 10, hours: int = 6, order: str = "desc") -> list[dict]:
+        """Flows detected in the last `hours` (any whole number >= 1), by whale_score or detected_at,
+        descending unless `order` is asc. The API clamps `hours` to the retention before asking (API.md)."""
+        order = _choice("sort_by", sort_by, WHALE_SORTS).format(d=_choice("order", order, ORDERS))
         limit = _bounded("limit", limit, MAX_LIMIT)
         hours = min(_at_least_one("hours", hours), MAX_WINDOW_HOURS)
         cutoff = R.format_ts(R.utc(self._now()) - dt.timedelta(hours=hours))

@@ -30,44 +30,50 @@ class Column:
     kind: str
     nullable: bool = True
     choices: tuple[str, ...] = ()
+    places: int | None = None  # a real is stored rounded to this many decimals
 
 
 def _cols(spec: str, **choices: tuple[str, ...]) -> tuple[Column, ...]:
-    """'name:kind[!]' words; '!' marks NOT NULL. Booleans and timestamps are
-    always NOT NULL; `choices` lists the allowed values of a text column."""
+    """'name:kind[!][/places]' words; '!' marks NOT NULL, '/N' rounds a real to N decimals. Booleans
+    and timestamps are always NOT NULL; `choices` lists the allowed values of a text column."""
     out = []
     for word in spec.split():
         name, kind = word.split(":")
+        kind, _, places = kind.partition("/")
         required = kind.endswith("!")
         kind = kind.rstrip("!")
         out.append(Column(name, kind, nullable=not (required or kind in (BOOL, TS)),
-                          choices=choices.get(name, ())))
+                          choices=choices.get(name, ()), places=int(places) if places else None))
     return tuple(out)
 
 
 WHALE_FLOWS = "whale_flows"
+# Stored precision (issue 12): prices and price changes to cents; percentages, scores, ratios and IV
+# (in percent) to 2 places; indicator values (MACD, momentum), delta and a contract's mark (a mid of
+# two cent quotes, often a half cent, and the factor of total_premium) to 4. Every reader (API, CSV,
+# signal history) sees the same values.
 DATASETS: dict[str, tuple[Column, ...]] = {
     "watchlist": _cols(
-        "symbol:text! price:real daily_change:real daily_change_pct:real volume:int "
+        "symbol:text! price:real/2 daily_change:real/2 daily_change_pct:real/2 volume:int "
         "updated_at:timestamp"),
     WHALE_FLOWS: _cols(
-        "symbol:text! type:text! strike:real! whale_score:real volume:int "
-        "open_interest:int vol_oi:real premium:real delta:real expiry:date! dte:int "
-        "detected_at:timestamp iv:real underlying_price:real total_premium:real", type=("CALL", "PUT")),
+        "symbol:text! type:text! strike:real!/2 whale_score:real/2 volume:int "
+        "open_interest:int vol_oi:real/2 premium:real/4 delta:real/4 expiry:date! dte:int "
+        "detected_at:timestamp iv:real/2 underlying_price:real/2 total_premium:real/2", type=("CALL", "PUT")),
     "macd_scanner": _cols(
-        "symbol:text! price:real price_change:real price_change_pct:real macd:real "
-        "signal:real histogram:real bullish_cross:bool bearish_cross:bool trend:text "
+        "symbol:text! price:real/2 price_change:real/2 price_change_pct:real/2 macd:real/4 "
+        "signal:real/4 histogram:real/4 bullish_cross:bool bearish_cross:bool trend:text "
         "scanned_at:timestamp"),
     "vpb_scanner": _cols(
-        "symbol:text! price:real price_change:real price_change_pct:real buy_signal:bool "
-        "sell_signal:bool volume_surge:bool current_volume:int volume_ma30:real "
-        "volume_surge_pct:real highest_high_7:real lowest_low_7:real "
-        "breakout_distance_pct:real breakdown_distance_pct:real pattern:text "
+        "symbol:text! price:real/2 price_change:real/2 price_change_pct:real/2 buy_signal:bool "
+        "sell_signal:bool volume_surge:bool current_volume:int volume_ma30:real/2 "
+        "volume_surge_pct:real/2 highest_high_7:real/2 lowest_low_7:real/2 "
+        "breakout_distance_pct:real/2 breakdown_distance_pct:real/2 pattern:text "
         "scanned_at:timestamp"),
     "ttm_squeeze_scanner": _cols(
-        "symbol:text! signal:text! squeeze_on:bool momentum:real momentum_direction:text "
+        "symbol:text! signal:text! squeeze_on:bool momentum:real/4 momentum_direction:text "
         "squeeze_duration:int recent_fire:bool fire_date:date fire_direction:text "
-        "price:real bb_upper:real bb_lower:real kc_upper:real kc_lower:real "
+        "price:real/2 bb_upper:real/2 bb_lower:real/2 kc_upper:real/2 kc_lower:real/2 "
         "scanned_at:timestamp"),
     # the market-structure datasets and the cycle scanner (schema v7)
     "cycle_scanner": _cols(
@@ -160,7 +166,7 @@ def _convert(col: Column, value: Any) -> Any:
                 return None
             raise ValueError("is infinite but the column is required")
         if kind == REAL:
-            return number
+            return number if col.places is None else round(number, col.places)
         if isinstance(value, numbers.Integral):
             return int(value)
         if not number.is_integer():
