@@ -77,7 +77,7 @@ def test_switches_and_signal_filters_are_checked():
         "alerts.events.hang: unknown event; allowed are killed, flapping, escalated, quarantine, stale, "
         "schwab_login, service",
         "alerts.signals.macd: unknown signal; allowed are whale_flow, macd_cross, ttm_fire, vpb_breakout, "
-        "vpb_breakdown",
+        "vpb_breakdown, cycle_peak, cycle_bottom, gamma_flip_cross, sentiment_change",
         "alerts.signals.ttm_fire.direction = 'up': allowed is one of any, bullish, bearish",
         "alerts.signals.ttm_fire.colour: unknown key; allowed are enabled, symbols, min_score, direction",
         "alerts.signals.whale_flow.min_score = -1: allowed is a number >= 0",
@@ -139,7 +139,8 @@ def test_check_config_describes_the_alerts_and_warns_of_a_short_heartbeat(tmp_pa
     result = subprocess.run([*configs.MDWD, "--check-config", str(path)], capture_output=True, text=True, timeout=60,
                             env=configs.mdwd_environ())
     assert result.returncode == 0, result.stderr
-    assert "7 workers enabled: watchlist, whale_flows, macd, vpb, ttm, api, alerts" in result.stdout
+    assert ("9 workers enabled: watchlist, whale_flows, macd, vpb, ttm, cycle_scanner, market_structure, api, "
+            "alerts") in result.stdout
     assert (f"{path}: alerts: to json://127.0.0.1:8089/hook, ${{MDW_ALERT_D}}; operational events: all but stale; "
             f"signals: macd_cross") in result.stdout
     assert "warning: workers.alerts.heartbeat_timeout 5 is not above 2 x [alerts] timeout (5s) + 1" in result.stderr

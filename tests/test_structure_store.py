@@ -147,3 +147,22 @@ def test_a_version_6_database_migrates_keeping_its_chains(tmp_path):
     StoreWriter(tmp_path).open().close()
     row = sqlite3.connect(path).execute("SELECT strike, gamma, theta, vega FROM option_chains").fetchone()
     assert row == (600.0, None, None, None)
+
+
+def test_every_kind_of_signal_can_be_opted_into_by_alerts_and_reads_as_a_sentence():
+    from workers.alerts import compose, settings
+    from workers.store import history as H
+
+    assert settings.SIGNAL_KINDS == H.SIGNAL_KINDS
+    alert = {"signal": True, "kind": "gamma_flip_cross", "symbol": "SPY", "direction": "bullish", "score": None,
+             "values": {"underlying_price": 602.0, "gamma_flip": 601.0, "previous_underlying_price": 600.0,
+                        "previous_gamma_flip": 601.0}, "at": "2026-11-25T16:05:00Z"}
+    title, body = compose.single(alert, "box")
+    assert title == "[box] gamma flip crossing (bullish): SPY"
+    assert "spot 602.00 moved above its gamma flip 601.00 (was 600.00 against 601.00)" in body
+    peak = {**alert, "kind": "cycle_peak", "direction": "bearish", "values": {"extremum_date": "2026-11-18",
+                                                                             "extremum_price": 10.0}}
+    assert compose.single(peak, "box")[0] == "[box] cycle peak: SPY"
+    mood = {**alert, "kind": "sentiment_change", "score": 61.5,
+            "values": {"previous_label": "NEUTRAL", "sentiment_label": "SLIGHTLY_BULLISH"}}
+    assert "NEUTRAL -> SLIGHTLY_BULLISH: score 61.50" in compose.single(mood, "box")[1]

@@ -16,6 +16,10 @@ SIGNAL_NAMES = {
     "ttm_fire": "TTM Squeeze fire",
     "vpb_breakout": "VPB breakout",
     "vpb_breakdown": "VPB breakdown",
+    "cycle_peak": "cycle peak",
+    "cycle_bottom": "cycle bottom",
+    "gamma_flip_cross": "gamma flip crossing",
+    "sentiment_change": "sentiment change",
 }
 HEADLINES = {
     "killed": lambda a: f"{a.get('worker')} killed: {a.get('reason')}" + (
@@ -42,7 +46,7 @@ def signal_name(alert):
     direction = alert.get("direction")
     if alert["kind"] == "macd_cross" and direction:
         return f"MACD {direction} cross"
-    if alert["kind"] in ("vpb_breakout", "vpb_breakdown") or not direction:
+    if alert["kind"] in ("vpb_breakout", "vpb_breakdown", "cycle_peak", "cycle_bottom") or not direction:
         return name
     return f"{name} ({direction})"
 
@@ -69,6 +73,17 @@ def signal_details(alert):
     if kind == "ttm_fire":
         return f"{price}: fired {v.get('fire_date', '?')} after {v.get('squeeze_duration', '?')} bars, momentum " \
                f"{_number(v.get('momentum'), 3)}"
+    if kind in ("cycle_peak", "cycle_bottom"):
+        return f"on {v.get('extremum_date', '?')} at {_number(v.get('extremum_price'))}, confirmed five bars later; " \
+               f"now {_number(v.get('price'))}, cycle {_number(v.get('cycle_value'))}, phase {_number(v.get('phase'), 0)}"
+    if kind == "gamma_flip_cross":
+        side = "above" if alert.get("direction") == "bullish" else "below"
+        return f"spot {_number(v.get('underlying_price'))} moved {side} its gamma flip {_number(v.get('gamma_flip'))} " \
+               f"(was {_number(v.get('previous_underlying_price'))} against {_number(v.get('previous_gamma_flip'))})"
+    if kind == "sentiment_change":
+        return f"{v.get('previous_label', '?')} -> {v.get('sentiment_label', '?')}: score " \
+               f"{_number(alert.get('score'))}, put/call volume {_number(v.get('pc_volume_ratio'))}, IV rank " \
+               f"{_number(v.get('iv_rank'))}"
     return ", ".join(f"{k} {val}" for k, val in list(v.items())[:8])
 
 

@@ -38,7 +38,10 @@ EVENT_SWITCHES = {
     "schwab_login": ("token_expiring", "token_dead"),
     "service": ("started", "stopping", "stopped"),
 }
-SIGNAL_KINDS = ("whale_flow", "macd_cross", "ttm_fire", "vpb_breakout", "vpb_breakdown")
+# The signal history's kinds (workers/store/history.py SIGNAL_KINDS; a test keeps the two equal), spelled here
+# so that this module stays cheap to import.
+SIGNAL_KINDS = ("whale_flow", "macd_cross", "ttm_fire", "vpb_breakout", "vpb_breakdown", "cycle_peak",
+                "cycle_bottom", "gamma_flip_cross", "sentiment_change")
 DIRECTIONS = ("any", "bullish", "bearish")
 SIGNAL_KEYS = {"enabled": bool, "symbols": list, "min_score": (int, float), "direction": str}
 

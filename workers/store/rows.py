@@ -75,30 +75,32 @@ DATASETS: dict[str, tuple[Column, ...]] = {
         "squeeze_duration:int recent_fire:bool fire_date:date fire_direction:text "
         "price:real/2 bb_upper:real/2 bb_lower:real/2 kc_upper:real/2 kc_lower:real/2 "
         "scanned_at:timestamp"),
-    # the market-structure datasets and the cycle scanner (schema v7)
+    # the market-structure datasets and the cycle scanner (schema v7), on the same precision rule: strikes,
+    # spots, walls, flips and dollar exposures to cents; ratios, IV, skew, phase and scores to 2; the cycle
+    # value and momentum (indicators), delta and a contract's mark to 4
     "cycle_scanner": _cols(
-        "symbol:text! price:real cycle_value:real phase:real strength:real momentum:real signal_type:text! "
-        "signal_strength:text action:text extremum_date:date extremum_price:real last_peak_date:date "
-        "last_bottom_date:date scanned_at:timestamp",
+        "symbol:text! price:real/2 cycle_value:real/4 phase:real/2 strength:real/4 momentum:real/4 "
+        "signal_type:text! signal_strength:text action:text extremum_date:date extremum_price:real/2 "
+        "last_peak_date:date last_bottom_date:date scanned_at:timestamp",
         signal_type=("PEAK", "BOTTOM", "APPROACHING_PEAK", "APPROACHING_BOTTOM", "NONE")),
     "key_levels": _cols(
-        "symbol:text! expiry:text! underlying_price:real call_wall:real put_wall:real call_oi_wall:real "
-        "put_oi_wall:real max_gex:real flip_level:real gamma_flip:real net_gex:real pc_ratio:real "
+        "symbol:text! expiry:text! underlying_price:real/2 call_wall:real/2 put_wall:real/2 call_oi_wall:real/2 "
+        "put_oi_wall:real/2 max_gex:real/2 flip_level:real/2 gamma_flip:real/2 net_gex:real/2 pc_ratio:real/2 "
         "total_call_vol:int total_put_vol:int chain_fetched_at:text computed_at:timestamp"),
     "skew_metrics": _cols(
-        "symbol:text! expiry:date! dte:int underlying_price:real atm_strike:real atm_iv:real call_25d_iv:real "
-        "put_25d_iv:real skew_25d:real put_call_ratio:real total_call_volume:int total_put_volume:int "
-        "total_call_oi:int total_put_oi:int unusual_contracts:int max_vol_oi:real implied_move:real "
-        "implied_move_pct:real computed_at:timestamp"),
+        "symbol:text! expiry:date! dte:int underlying_price:real/2 atm_strike:real/2 atm_iv:real/2 "
+        "call_25d_iv:real/2 put_25d_iv:real/2 skew_25d:real/2 put_call_ratio:real/2 total_call_volume:int "
+        "total_put_volume:int total_call_oi:int total_put_oi:int unusual_contracts:int max_vol_oi:real/2 "
+        "implied_move:real/2 implied_move_pct:real/2 computed_at:timestamp"),
     "oi_flows": _cols(
-        "symbol:text! expiry:date! type:text! strike:real! volume:int open_interest:int vol_oi_ratio:real "
-        "mark:real notional:real delta:real iv:real underlying_price:real computed_at:timestamp",
+        "symbol:text! expiry:date! type:text! strike:real!/2 volume:int open_interest:int vol_oi_ratio:real/2 "
+        "mark:real/4 notional:real/2 delta:real/4 iv:real/2 underlying_price:real/2 computed_at:timestamp",
         type=("CALL", "PUT")),
     "market_sentiment": _cols(
-        "symbol:text! price:real total_call_volume:int total_put_volume:int pc_volume_ratio:real "
-        "total_call_oi:int total_put_oi:int pc_oi_ratio:real call_gamma:real put_gamma:real net_gamma:real "
-        "avg_iv:real atm_iv:real iv_rank:real iv_history_days:int sentiment_score:real sentiment_label:text "
-        "data_quality:text expirations:int timestamp:timestamp",
+        "symbol:text! price:real/2 total_call_volume:int total_put_volume:int pc_volume_ratio:real/2 "
+        "total_call_oi:int total_put_oi:int pc_oi_ratio:real/2 call_gamma:real/2 put_gamma:real/2 "
+        "net_gamma:real/2 avg_iv:real/2 atm_iv:real/2 iv_rank:real/2 iv_history_days:int sentiment_score:real/2 "
+        "sentiment_label:text data_quality:text expirations:int timestamp:timestamp",
         sentiment_label=("BULLISH", "SLIGHTLY_BULLISH", "NEUTRAL", "SLIGHTLY_BEARISH", "BEARISH"),
         data_quality=("LOW", "MEDIUM", "HIGH")),
 }
