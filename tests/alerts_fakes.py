@@ -14,6 +14,7 @@ from workers.alerts.deliver import SendFailed
 from workers.alerts.outbox import Outbox
 from workers.alerts.service import AlertWorker, make_destinations
 from workers.store import StoreError
+from workers.store.history import iso_z  # the reader's form of `at`
 
 EPOCH = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
 
@@ -132,5 +133,5 @@ class Harness:
 
     def signal(self, kind, symbol, direction="bullish", score=None, **values):
         new_id = len(self.fake.recorded) + 1
-        self.fake.recorded.append({"id": new_id, "at": self.clock.text(), "kind": kind, "symbol": symbol,
+        self.fake.recorded.append({"id": new_id, "at": iso_z(self.clock.text()), "kind": kind, "symbol": symbol,
                                   "direction": direction, "score": score, "values": values})

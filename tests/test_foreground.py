@@ -28,6 +28,8 @@ class Terminal:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
             try:
+                for number in (signal.SIGINT, signal.SIGQUIT):  # as a shell starts a command: pytest-xdist's
+                    signal.signal(number, signal.SIG_DFL)        # workers ignore SIGINT, and exec keeps that
                 os.chdir(cwd)
                 os.execvpe(argv[0], argv, env)
             finally:

@@ -179,10 +179,12 @@ class AlertWorker:
         return problems
 
     def _news(self, alert):
-        try:
-            at = datetime.datetime.strptime(alert["at"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+        try:  # the signal history answers ISO 8601 with Z; older rows and the views say 'YYYY-MM-DD HH:MM:SS' (UTC)
+            at = datetime.datetime.fromisoformat(alert["at"])
         except (TypeError, ValueError):
             return True
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=datetime.timezone.utc)
         return self.wall_clock() - at.timestamp() <= SIGNAL_MAX_AGE_S
 
     def _prune(self):
