@@ -89,16 +89,17 @@ def test_ctrl_c_under_make_run_stops_the_tree_and_make_exits_0(tmp_path, tag):
     config = tmp_path / "run.toml"
     config.write_text(configs.to_toml(configs.tables({"alpha": GOOD}, state_dir=str(tmp_path / "state"))))
     env = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARS}
-    env.update(configs.DRILLS_ENV, MDW_TEST_TAG=tag, TERM="dumb")
-    # -o: the venv is the one running this test; make must not reinstall it
+    env.update(configs.DRILLS_ENV, MDW_TEST_TAG=tag, TERM="dumb", XDG_STATE_HOME=str(tmp_path / "xdg"))
+    # -o: the venv is the one running this test; make must not reinstall it. STATE_DIR: not the checkout's var
     terminal = Terminal(["make", "--no-print-directory", f"VENV={VENV}", "-o", f"{VENV}/.run-deps", "run",
-                         f"CONFIG={config}"], env, ROOT)
+                         f"CONFIG={config}", f"STATE_DIR={tmp_path / 'state'}"], env, ROOT)
     terminal.read_until("ready: 1/1 healthy", 60)
     terminal.type(b"\x03")  # Ctrl-C
     assert terminal.exit_code(30) == 0, terminal.text()[-3000:]
     text = terminal.text()
     assert "(shutdown: supervisor got SIGINT)" in text
     assert "all children stopped; exiting" in text and "Interrupt" not in text
+    assert f"state in {tmp_path / 'state'};" in text and not (tmp_path / "xdg" / "market-data-worker" / "mdwd.sock").exists()
 
 
 def test_without_a_terminal_the_command_just_runs_and_its_status_is_kept(tmp_path):
