@@ -128,9 +128,10 @@
       ctx.font = `${Math.round(11 * dpr)}px system-ui, sans-serif`;
       ctx.textAlign = "center";
       ctx.textBaseline = "top";
-      MARKERS.forEach((m, i) => {
+      const placed = [];  // the x of each label drawn: markers on (nearly) one strike stack their labels
+      for (const m of MARKERS) {
         const v = values[m.key];
-        if (v === null || v === undefined) return;
+        if (v === null || v === undefined) continue;
         const x = Math.round(u.valToPos(v, "x", true));
         ctx.strokeStyle = m.color;
         ctx.lineWidth = m.width * dpr;
@@ -139,9 +140,14 @@
         ctx.moveTo(x, top);
         ctx.lineTo(x, bottom);
         ctx.stroke();
+        const row = placed.filter((p) => Math.abs(p - x) < 40 * dpr).length, y = top + 2 * dpr + row * 14 * dpr;
+        placed.push(x);
+        const w = ctx.measureText(m.short).width + 4 * dpr;
+        ctx.fillStyle = "rgba(255, 255, 255, 0.85)";
+        ctx.fillRect(x - w / 2, y - 1 * dpr, w, 13 * dpr);
         ctx.fillStyle = m.color;
-        ctx.fillText(m.short, x, top + 2 * dpr + (i % 4) * 13 * dpr);  // staggered: walls often share a strike
-      });
+        ctx.fillText(m.short, x, y);
+      }
       ctx.restore();
     };
   }
@@ -210,7 +216,7 @@
           [x, col("call_gex"), col("put_gex"), col("net_gex")], values, 280);
     chart($("levels-chart"), "Volume per strike: calls up (green), puts down (red)",
           [bars("Call volume", COLORS.call), bars("Put volume", COLORS.put)],
-          [x, col("call_vol"), rows.map((r) => (r.put_vol === null ? null : -r.put_vol))], values, 150);
+          [x, col("call_vol"), rows.map((r) => (r.put_vol === null ? null : -r.put_vol))], values, 190);
     $("levels-legend").replaceChildren(...legend(values));
     const flip = values.gamma_flip === null ? "no gamma flip within \u00B110 %" :
       `gamma flip ${fmt(values.gamma_flip)} (spot ${values.gamma_flip < body.underlying_price ? "above" : "below"} it)`;
@@ -228,7 +234,9 @@
                              "aria-valuenow": String(score), "aria-label": `${row.symbol} sentiment score`,
                              "aria-valuetext": `${fmt(score)}, ${label}`});
     for (const [lo, hi, name] of BANDS) {
-      const band = el("span", {class: "band", title: `${name}: ${lo} to ${hi}`}, el("span", {class: "band-name", text: name}));
+      // Only the wide end bands have room for their names; the ticks and the label say the rest.
+      const band = el("span", {class: "band", title: `${name}: ${lo} to ${hi}`},
+                      hi - lo >= 20 ? el("span", {class: "band-name", text: name}) : "");
       band.style.flexBasis = `${hi - lo}%`;  // CSSOM, which the page's CSP allows (a style attribute it would not)
       scale.append(band);
     }
@@ -281,7 +289,7 @@
     const plot = new uPlot({
       width: width(slot), height: 90, legend: {show: false}, cursor: {show: false},
       scales: {x: {time: true}, y: {range: [0, 100]}},
-      axes: [{show: false}, {size: 30, splits: () => [0, 35, 45, 55, 65, 100], values: (u, t) => t.map(String),
+      axes: [{show: false}, {size: 34, splits: () => [0, 35, 65, 100], values: (u, t) => t.map(String),
                              font: "10px system-ui"}],
       series: [{}, {label: "Score", stroke: COLORS.net, width: 1.5}],
     }, [rows.map((r) => utc(r.timestamp)), rows.map((r) => r.sentiment_score)], slot);
