@@ -49,7 +49,7 @@ def test_the_page_on_the_embedded_defaults_shows_every_worker_and_dataset_on_a_d
                      ("watchlist", "whale_flows", "macd_scanner", "vpb_scanner", "ttm_squeeze_scanner")),
          90, interval=0.5, what="every dataset written once")
     names = set(workers_by_name(base))
-    assert names == {"watchlist", "whale_flows", "macd", "vpb", "ttm", "api"}
+    assert names == {"watchlist", "whale_flows", "macd", "vpb", "ttm", "cycle_scanner", "market_structure", "api"}
 
     desktop = open_page(base + "/")
     page = desktop.page
@@ -57,7 +57,7 @@ def test_the_page_on_the_embedded_defaults_shows_every_worker_and_dataset_on_a_d
         assert wait_status(page, name, ["ok"], 20) == "ok"
         assert card(page, name).locator(".badge").inner_text() == "\u2714 OK"  # in words, not colour alone
     assert page.locator(".worker").count() == len(names)
-    page.wait_for_selector('#summary:text("6/6 healthy")')
+    page.wait_for_selector(f'#summary:text("{len(names)}/{len(names)} healthy")')
     for dataset in ("watchlist", "whale_flows", "macd_scanner", "vpb_scanner", "ttm_squeeze_scanner"):
         row = page.locator(f'#datasets li[data-dataset="{dataset}"]')
         assert row.get_attribute("data-status") == "ok" and "FRESH" in row.inner_text()
@@ -253,5 +253,10 @@ def test_choosing_a_symbol_and_expiry_by_keyboard_draws_its_key_levels_and_the_s
         assert 0 <= float(gauge.locator('[role="meter"]').get_attribute("aria-valuenow")) <= 100
         assert re.search(r"IV rank\s+(collecting \(\d+ of 20 days\)|[\d.]+)", gauge.inner_text())
     page.locator("#structure").screenshot(path=str(tmp_path / "page-structure.png"))
+
+    phone = open_page(base + "/", viewport=PHONE).page
+    phone.wait_for_selector('.sentiment[data-symbol="SPY"] [role="meter"]')
+    section, section_visible, document, window = no_horizontal_overflow(phone, "#structure")
+    assert section <= section_visible and document <= window, "the market-structure section overflows a phone's width"
     open_page.close_all()
     assert tree.stop() == 0
