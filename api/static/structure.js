@@ -284,7 +284,7 @@
         `Score history is not available (${answer.status}).`}));
       return;
     }
-    const caption = el("p", {class: "note", text: `Score, last ${HISTORY_HOURS} h (${rows.length} cycles; bands at 35, 45, 55, 65)`});
+    const caption = el("p", {class: "note", text: `Score, last ${HISTORY_HOURS} h (${rows.length} cycles, on the 0-100 scale)`});
     slot.replaceChildren(caption);
     const plot = new uPlot({
       width: width(slot), height: 90, legend: {show: false}, cursor: {show: false},
