@@ -52,7 +52,7 @@ log = logging.getLogger("api.page")
 POLL_S = 1.5  # the page asks /api/workers, /api/last_update and /api/page this often
 INDEX = "index.html"
 # The files index.html links, each replaced there by its URL with the digest: "{{page.js}}".
-PAGE_FILES = ("page.css", "page.js", "charts.js", "vendor/uPlot.min.css", "vendor/uPlot.iife.min.js")
+PAGE_FILES = ("page.css", "page.js", "charts.js", "structure.js", "vendor/uPlot.min.css", "vendor/uPlot.iife.min.js")
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml"}
 TEXT = "text/plain; charset=utf-8"  # LICENSE-uPlot and anything without a known suffix

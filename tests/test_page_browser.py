@@ -49,7 +49,7 @@ def test_the_page_on_the_embedded_defaults_shows_every_worker_and_dataset_on_a_d
                      ("watchlist", "whale_flows", "macd_scanner", "vpb_scanner", "ttm_squeeze_scanner")),
          90, interval=0.5, what="every dataset written once")
     names = set(workers_by_name(base))
-    assert names == {"watchlist", "whale_flows", "macd", "vpb", "ttm", "api"}
+    assert names == {"watchlist", "whale_flows", "macd", "vpb", "ttm", "cycle_scanner", "market_structure", "api"}
 
     desktop = open_page(base + "/")
     page = desktop.page
@@ -57,7 +57,7 @@ def test_the_page_on_the_embedded_defaults_shows_every_worker_and_dataset_on_a_d
         assert wait_status(page, name, ["ok"], 20) == "ok"
         assert card(page, name).locator(".badge").inner_text() == "\u2714 OK"  # in words, not colour alone
     assert page.locator(".worker").count() == len(names)
-    page.wait_for_selector('#summary:text("6/6 healthy")')
+    page.wait_for_selector(f'#summary:text("{len(names)}/{len(names)} healthy")')
     for dataset in ("watchlist", "whale_flows", "macd_scanner", "vpb_scanner", "ttm_squeeze_scanner"):
         row = page.locator(f'#datasets li[data-dataset="{dataset}"]')
         assert row.get_attribute("data-status") == "ok" and "FRESH" in row.inner_text()
@@ -203,5 +203,60 @@ def test_choosing_a_symbol_draws_its_price_macd_squeeze_and_breakout_charts(make
     page.click("#symbol-close")
     assert page.locator("#symbol").is_hidden()
     assert page.evaluate("() => document.activeElement.dataset.symbol") == "NVDA"  # focus back where it was
+    open_page.close_all()
+    assert tree.stop() == 0
+
+
+def test_choosing_a_symbol_and_expiry_by_keyboard_draws_its_key_levels_and_the_sentiment_gauges_show(
+        make_tree, open_page, tmp_path):
+    tree = make_tree(None, sections={"api": {"port": 0}}).start()
+    base = base_of(tree)
+
+    def market_structure_wrote():
+        try:
+            return bool(get_json(f"{base}/api/last_update")["market_sentiment"]["value"]
+                        and get_json(f"{base}/api/chains")["count"])
+        except (OSError, KeyError, TypeError):  # not listening yet, or not written yet
+            return False
+    poll(market_structure_wrote, 120, interval=0.5, what="market_structure's first rows and whale_flows' chains")
+    chains = get_json(f"{base}/api/chains")["data"]
+
+    page = open_page(base + "/").page
+    page.wait_for_selector("#levels-symbol option:nth-child(2)", state="attached")
+    assert page.locator('label[for="levels-symbol"]').inner_text() == "Symbol"
+    assert page.locator('label[for="levels-expiry"]').inner_text() == "Expiration"
+    page.locator("#levels-symbol").focus()
+    page.keyboard.press("ArrowDown")  # the first symbol, by keyboard
+    symbol = page.eval_on_selector("#levels-symbol", "e => e.value")
+    assert symbol == min(c["symbol"] for c in chains)
+    page.locator("#levels-expiry").focus()
+    page.keyboard.press("ArrowDown")  # from "all expirations" to the nearest one
+    expiry = page.eval_on_selector("#levels-expiry", "e => e.value")
+    assert expiry == min(c["expiry"] for c in chains if c["symbol"] == symbol)
+    page.wait_for_function(f"""() => document.querySelector('#levels-note').textContent
+                                     .startsWith('{symbol} {expiry}: spot')""")
+    page.wait_for_selector("#levels-chart figure:nth-child(2) canvas")
+    assert all(n > 500 for n in drawn_pixels(page, "#levels-chart")), "a key-levels chart drew nothing"
+    assert int(page.locator("#levels-chart figure").first.get_attribute("data-points")) > 5
+    legend = page.locator("#levels-legend li")
+    assert [legend.nth(i).get_attribute("data-marker") for i in range(legend.count())] == [
+        "spot", "call_wall", "put_wall", "call_oi_wall", "put_oi_wall", "gamma_flip", "flip_level"]
+    assert re.search(r"Gamma flip .*: ([\d.]+|none)", page.locator("#levels-legend").inner_text())
+    assert "calls up" in page.locator("#levels-chart figcaption").first.inner_text()
+
+    page.wait_for_selector('.sentiment[data-symbol="QQQ"]')
+    for name in ("QQQ", "SPY"):
+        gauge = page.locator(f'.sentiment[data-symbol="{name}"]')
+        label = gauge.get_attribute("data-label")
+        assert label in ("BULLISH", "SLIGHTLY_BULLISH", "NEUTRAL", "SLIGHTLY_BEARISH", "BEARISH")
+        assert label.replace("_", " ") in gauge.locator(".badge").inner_text()  # in words, not colour alone
+        assert 0 <= float(gauge.locator('[role="meter"]').get_attribute("aria-valuenow")) <= 100
+        assert re.search(r"IV rank\s+(collecting \(\d+ of 20 days\)|[\d.]+)", gauge.inner_text())
+    page.locator("#structure").screenshot(path=str(tmp_path / "page-structure.png"))
+
+    phone = open_page(base + "/", viewport=PHONE).page
+    phone.wait_for_selector('.sentiment[data-symbol="SPY"] [role="meter"]')
+    section, section_visible, document, window = no_horizontal_overflow(phone, "#structure")
+    assert section <= section_visible and document <= window, "the market-structure section overflows a phone's width"
     open_page.close_all()
     assert tree.stop() == 0
