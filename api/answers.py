@@ -12,10 +12,14 @@ import bottle
 
 from workers.store import StoreError
 
+from workers.store.rows import DATASETS
+
 from . import validation as V
+from .export import CSV_CONTENT_TYPE, to_csv
 from .status import SupervisorUnavailable
 
-__all__ = ["JSON_CONTENT_TYPE", "dumps", "json_answer", "json_failure", "json_endpoint"]
+__all__ = ["JSON_CONTENT_TYPE", "dumps", "json_answer", "json_failure", "json_endpoint", "request_query", "listing",
+           "dataset_fields"]
 
 log = logging.getLogger("api")
 
@@ -56,3 +60,22 @@ def json_endpoint(handler: Callable) -> Callable:
             return json_failure(503, f"the supervisor cannot be reached: {exc}")
 
     return wrapper
+
+
+def request_query() -> dict[str, str]:
+    """The current request's query parameters (the first value of each: api/validation.py)."""
+    return V.parse_query(bottle.request.environ.get("QUERY_STRING", ""))
+
+
+def listing(rows: list, columns, **echo) -> bottle.HTTPResponse:
+    """The rows as the old JSON listing, or as CSV (`format=csv`) with `columns` (api/export.py)."""
+    if V.output_format(request_query()) == "csv":
+        response = bottle.HTTPResponse(body=to_csv(columns, rows), status=200)
+        response.content_type = CSV_CONTENT_TYPE
+        return response
+    return json_answer(200, {"success": True, "count": len(rows), **echo, "data": rows})
+
+
+def dataset_fields(dataset: str) -> list[str]:
+    """A stored dataset's row fields, in the API's order (workers/store/rows.py)."""
+    return [column.name for column in DATASETS[dataset]]

@@ -30,14 +30,13 @@ import bottle
 
 from workers import market_hours
 from workers.store import history as H
-from workers.store.rows import DATASETS
 
 from . import metrics
 from . import structure_routes
 from . import validation as V
-from .answers import JSON_CONTENT_TYPE, dumps, json_answer, json_endpoint, json_failure
+from .answers import (JSON_CONTENT_TYPE, dataset_fields, dumps, json_answer, json_endpoint, json_failure, listing,
+                      request_query)
 from .cors import CorsPolicy
-from .export import CSV_CONTENT_TYPE, to_csv
 from .health import health_problems
 from .page import index, install_page, wants_html
 from .status import schedules
@@ -231,19 +230,7 @@ def create_app(reader, status, *, token: str = "", cache_ttl: float = 0.0,
                                "/api/cycles", *structure_routes.CACHEABLE))
     registry = metrics.make_registry(status, reader, refresh_token_expiry)
 
-    def query() -> dict[str, str]:
-        return V.parse_query(bottle.request.environ.get("QUERY_STRING", ""))
-
-    def listing(rows: list, columns, **echo) -> bottle.HTTPResponse:
-        """The rows as the old JSON listing, or as CSV (`format=csv`) with `columns` (api/export.py)."""
-        if V.output_format(query()) == "csv":
-            response = bottle.HTTPResponse(body=to_csv(columns, rows), status=200)
-            response.content_type = CSV_CONTENT_TYPE
-            return response
-        return json_answer(200, {"success": True, "count": len(rows), **echo, "data": rows})
-
-    def fields(dataset):
-        return [column.name for column in DATASETS[dataset]]
+    query, fields = request_query, dataset_fields
 
     # -- the old service's endpoints ----------------------------------------
 

@@ -18,13 +18,11 @@ import pandas as pd
 from workers.bars import new_york_date
 from workers.store import structure as S
 from workers.store.reader import MAX_LIMIT
-from workers.store.rows import DATASETS
 from workers.structure import ALL_EXPIRATIONS
 from workers.structure.opportunities import OPPORTUNITY_FIELDS, WINDOW_MINUTES, fear_greed, top_opportunities
 
 from . import validation as V
-from .answers import json_answer, json_endpoint, json_failure
-from .export import CSV_CONTENT_TYPE, to_csv
+from .answers import dataset_fields, json_answer, json_endpoint, json_failure, listing, request_query
 from .live import LiveMarket, LiveUnavailable, NotFound
 from .market_answers import key_levels_answer, snapshot_body
 
@@ -51,18 +49,7 @@ def _live_endpoint(handler: Callable) -> Callable:
 def install(app: bottle.Bottle, reader, live: Optional[LiveMarket], clock: Callable[[], dt.datetime]) -> None:
     """Add the routes to `app` (whose create_app makes CACHEABLE cacheable)."""
 
-    def query() -> dict[str, str]:
-        return V.parse_query(bottle.request.environ.get("QUERY_STRING", ""))
-
-    def listing(rows: list, columns, **echo) -> bottle.HTTPResponse:
-        if V.output_format(query()) == "csv":
-            response = bottle.HTTPResponse(body=to_csv(columns, rows), status=200)
-            response.content_type = CSV_CONTENT_TYPE
-            return response
-        return json_answer(200, {"success": True, "count": len(rows), **echo, "data": rows})
-
-    def fields(dataset):
-        return [c.name for c in DATASETS[dataset]]
+    query, fields = request_query, dataset_fields
 
     def live_market() -> LiveMarket:
         if live is None:
