@@ -16,26 +16,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 
+from bench.common import best_of
 from bench.bench_indicators import make_frames
 from tests.cycle_reference import scan_symbol
 from workers.indicators import scan_cycles
 
 TARGET = 5.0
 PYTHON_SAMPLE = 200
-
-
-def best_of(repeats, fn):
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, result
 
 
 def same_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import talib
 
+from bench.common import best_of
 from workers.indicators import macd_arrays, scan_macd, scan_ttm, scan_vpb
 
 TARGET = 1.0
@@ -36,16 +36,6 @@ def make_frames(n_symbols: int, n_bars: int, seed: int = 20240601) -> dict[str, 
     symbols = [f"SYM{i:05d}" for i in range(n_symbols)]
     return {name: pd.DataFrame(values, index=index, columns=symbols)
             for name, values in dict(open=open_, high=high, low=low, close=close, volume=volume).items()}
-
-
-def best_of(repeats: int, fn) -> tuple[float, object]:
-    """Smallest wall time of `repeats` calls (time.perf_counter) and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, result
 
 
 def talib_loop(close: pd.DataFrame) -> np.ndarray:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 
+from bench.common import best_of
 from tests import structure_reference as ref
 from workers import options_math
 from workers.structure import analyse, prepare
@@ -69,15 +69,6 @@ def loop_pass(records: list[dict]) -> dict:
             s[2 if c["type"] == "CALL" else 3] += gamma * c["open_interest"] * c["underlying_price"] ** 2
     out["sentiment"] = sums
     return out
-
-
-def best_of(repeats, fn):
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, result
 
 
 def mismatches(result, looped) -> int:
