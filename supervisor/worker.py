@@ -8,8 +8,12 @@ values handed in by the caller, so a fake clock can drive everything here.
 Health is more than the state: a RUNNING worker whose last cycle failed, or
 that has not had a successful cycle within `startup_timeout + interval` of
 its start, or whose predecessor was killed for a failure and has not had a
-successful cycle since, is failing (`failing_reason`). A restart does not
-make a worker healthy; a successful cycle does.
+successful cycle since, is failing (`failing_reason`); so is one whose beat is
+late, silent for over half its `heartbeat_timeout` (LATE_BEAT_FRACTION): it
+beats at least every third of it while idle and before every upstream call,
+whose deadline is shorter, so a late beat is a hang the kill has not reached
+yet, and /health, mdwctl and the page say so from then on, not only after the
+kill. A restart does not make a worker healthy; a successful cycle does.
 """
 import collections
 import os
@@ -24,6 +28,7 @@ from supervisor.states import (
 
 S = WorkerState
 LOG_TAIL_LINES = 1000
+LATE_BEAT_FRACTION = 0.5
 CYCLE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, float("inf"))
 
 
@@ -283,7 +288,11 @@ class Worker:
         return None
 
     def failing_reason(self, now):
-        """Why a running worker is not doing its job, or None: its cycles, not its process."""
+        """Why a running worker is not doing its job, or None: a late beat, then its cycles."""
+        timeout = self.spec.heartbeat_timeout
+        if self.state is S.RUNNING and self.last_beat_at is not None and now - self.last_beat_at > timeout * LATE_BEAT_FRACTION:
+            doing = f"; last beat '{self.last_beat.text()}'" if self.last_beat else ""
+            return f"no heartbeat for {now - self.last_beat_at:.0f}s (killed at {timeout:g}s){doing}"
         if self.failing:
             return self.failing
         if self.last_cycle_ok_at is None and self.started_at is not None:

@@ -1,5 +1,6 @@
 """The state machine keeps its promises, and health tells the truth (fake host, fake clock)."""
 import logging
+import re
 import signal
 
 import pytest
@@ -177,6 +178,22 @@ def test_worker_with_no_successful_cycle_is_failing_after_startup_timeout_plus_i
     run_until(sup, host, lambda: not sup.workers["a"].is_healthy(host.now()))
     assert host.now() == pytest.approx(spawned + 15.0, abs=1.0)
     assert "no successful cycle in 15s since it started" in notifier.status
+
+
+def test_a_beat_late_by_half_the_heartbeat_timeout_is_failing_before_the_kill():
+    """The incident's first 30 s: a call that never returns is a problem on /health, not only after the kill."""
+    sup, host, notifier = make({"a": {"kind": "faulty", "interval": 60.0}}, heartbeat_timeout=30.0)
+    start(sup, host)
+    host.cycle("a")
+    host.send("a", b'{"t":"beat","phase":"fetch","item":"TSLA"}\n')
+    sup.run_once()
+    worker, beaten = sup.workers["a"], host.now()
+    assert worker.is_healthy(host.now())
+    run_until(sup, host, lambda: not worker.is_healthy(host.now()))
+    assert worker.state is S.RUNNING and host.now() == pytest.approx(beaten + 15.0, abs=1.0)
+    assert re.fullmatch(r"failing \(no heartbeat for 1[56]s \(killed at 30s\); last beat 'fetch TSLA'\)",
+                        status.problem(worker, host.now()))
+    assert "fetch TSLA" in notifier.status
 
 
 def test_worker_stopped_on_purpose_is_not_a_problem_in_the_status_line():

@@ -74,11 +74,11 @@
 
   // -- health ------------------------------------------------------------------
 
-  /** ok, late, bad, warn, stopped or starting, and why, for one /api/workers row. */
-  function workerStatus(w, meta) {
-    const timeout = meta && meta.heartbeat_timeout;
-    if (w.state === "RUNNING" && timeout && w.last_beat_age_s !== null && w.last_beat_age_s > timeout / 2) {
-      return ["late", `no heartbeat for ${duration(w.last_beat_age_s)} (killed at ${duration(timeout)})`];
+  /** ok, late, bad, warn, stopped or starting, and why, for one /api/workers row. A late beat is mdwd's
+   *  verdict too (a problem "failing (no heartbeat for ...)"), shown as NO BEAT. */
+  function workerStatus(w) {
+    if (w.state === "RUNNING" && w.problem && w.problem.startsWith("failing (no heartbeat for")) {
+      return ["late", w.problem];
     }
     if (w.state === "STOPPED" && !w.problem) return ["stopped", "stopped on purpose"];
     if (w.problem) return ["bad", w.problem];
@@ -117,7 +117,7 @@
         state.cards.set(w.name, c);
         list.append(c.card);
       }
-      const [status, why] = workerStatus(w, (info && info.workers || {})[w.name]);
+      const [status, why] = workerStatus(w);
       c.card.dataset.status = status;
       setText(c.badge, BADGES[status]);
       setText(c.fields.state, w.state);
@@ -136,7 +136,7 @@
       if (!seen.has(name)) { c.card.remove(); state.cards.delete(name); }
     }
     const wanted = rows.filter((w) => w.state !== "STOPPED" || w.problem);
-    const failing = rows.map((w) => [w.name, workerStatus(w, (info && info.workers || {})[w.name])[0]])
+    const failing = rows.map((w) => [w.name, workerStatus(w)[0]])
       .filter(([, s]) => s === "bad" || s === "late");
     const summary = `${wanted.length - failing.length}/${wanted.length} healthy` +
       (failing.length ? ` \u2014 failing: ${failing.map(([n]) => n).join(", ")}` : "");
