@@ -7,6 +7,8 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
 from tests.fake_schwab import CALLBACK_URL, MARKET_TIME, TOKEN_PATH, FakeSchwab
 from workers.providers.schwab import SchwabConfig, SchwabProvider
 
@@ -90,3 +92,11 @@ class Browser:
 
 __all__ = ["Browser", "CALLBACK_URL", "DAY", "FakeSchwab", "MARKET_TIME", "TOKEN_PATH", "browser_visit",
            "schwab_against", "write_token_file"]
+
+
+@pytest.fixture
+def fake():
+    """A local FakeSchwab (tests/fake_schwab.py), stopped with its handler threads when the test ends."""
+    server = FakeSchwab().start()
+    yield server
+    server.stop()

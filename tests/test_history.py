@@ -8,6 +8,7 @@ from tests.test_scanners import NOW, make_scan
 from workers import technical, whale_flows
 from workers.store import RowError, StoreReader, StoreWriter
 from workers.store import history as H
+from tests.clock import Clock
 
 DAY = dt.date(2026, 11, 25)
 
@@ -25,14 +26,6 @@ def whale_row(symbol="SPY", kind="CALL", strike=600.0, score=80.0, detected_at=N
     if detected_at:
         row["detected_at"] = detected_at
     return row
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 def test_a_macd_cross_is_recorded_once_per_session_with_the_values_the_scanner_saw(tmp_path):

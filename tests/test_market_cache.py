@@ -13,16 +13,9 @@ from workers.providers.sim import SimProvider
 from workers.store import StoreReader, StoreWriter
 from workers.store.market import MarketCache
 from workers.universe import WATCHLIST, WHALE_SYMBOLS
+from tests.clock import Clock
 
 OPEN = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.timezone.utc)  # 10:00 in New York, a Wednesday
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 def counted(clock):

@@ -12,6 +12,7 @@ import pytest
 from tests import configs
 from workers import kinds, market_hours
 from workers.market_hours import ALWAYS, EXTENDED, REGULAR, Timetable, market_state, resolve, schedule
+from tests.clock import Clock
 
 
 def utc(text):
@@ -130,14 +131,6 @@ def test_a_bad_schedule_in_the_config_names_the_key_and_the_allowed_values():
 
 
 # -- the timetable: when a worker runs a cycle -------------------------------------
-
-
-class Clock:
-    def __init__(self, start):
-        self.now = start
-
-    def __call__(self):
-        return self.now
 
 
 def test_regular_runs_once_after_the_close_then_rests_until_the_next_open():

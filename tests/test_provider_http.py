@@ -17,17 +17,11 @@ from tests.fake_schwab import FakeSchwab
 from workers.providers.base import (AuthError, BadPayload, BudgetExhausted, DeadlineExceeded,
                                     HttpStatusError, ProviderError)
 from workers.providers.http import HttpClient, HttpConfig, deadline_in, excerpt, redact
+from tests.schwab_fixture import fake  # noqa: F401 (a fixture: the local FakeSchwab)
 
 DEADLINE = 0.25
 MARGIN = 0.25
 TOKEN = "SeCrEt-access-token-0123456789"
-
-
-@pytest.fixture
-def fake():
-    server = FakeSchwab().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

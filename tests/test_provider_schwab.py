@@ -13,12 +13,13 @@ import pandas as pd
 import numpy as np
 import pytest
 
-from tests.fake_schwab import MARKET_TIME, TOKEN_PATH, FakeSchwab
+from tests.fake_schwab import MARKET_TIME, TOKEN_PATH
 from workers.providers import create_provider
 from workers.providers.base import (BAR_COLUMNS, CHAIN_COLUMNS, QUOTE_COLUMNS, AuthError,
                                     BadPayload, BudgetExhausted, CircuitOpen, DeadlineExceeded,
                                     HttpStatusError, ProviderError)
 from workers.providers.schwab import SchwabConfig, SchwabProvider, open_from_config
+from tests.schwab_fixture import fake  # noqa: F401 (a fixture: the local FakeSchwab)
 
 DEADLINE = 0.3
 MARGIN = 0.3
@@ -26,13 +27,6 @@ HISTORY = "/marketdata/v1/pricehistory"
 QUOTES = "/marketdata/v1/quotes"
 CHAINS = "/marketdata/v1/chains"
 GOOD_FRIDAY_WEEK = [dt.date(2026, 4, 2), dt.date(2026, 4, 10), dt.date(2026, 4, 17)]
-
-
-@pytest.fixture
-def fake():
-    server = FakeSchwab().start()
-    yield server
-    server.stop()
 
 
 def write_tokens(path, access, expires_in, refresh="refresh-token-0", nested=False):

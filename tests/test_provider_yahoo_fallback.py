@@ -20,6 +20,7 @@ from workers.providers.base import (AuthError, BadPayload, BudgetExhausted, Circ
 from workers.providers.fallback import FallbackProvider
 from workers.providers.sim import SimProvider
 from workers.providers.yahoo import YahooConfig, YahooProvider
+from tests.clock import Clock
 
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword")
 FRIDAY = dt.date(2026, 11, 27)
@@ -75,14 +76,6 @@ class Primary(Provider):
         return self.sim.option_chain(symbol, expiration, strike_band_pct)
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def fake(monkeypatch):
     yield from fake_yahoo(monkeypatch)
@@ -92,7 +85,7 @@ def fake(monkeypatch):
 def pair(fake, tmp_path):
     yahoo = YahooProvider(YahooConfig(state_dir=str(tmp_path), requests_per_minute=6000, request_burst=100),
                           clock=lambda: MARKET_TIME)
-    provider = FallbackProvider(Primary(), yahoo, clock=Clock())
+    provider = FallbackProvider(Primary(), yahoo, clock=Clock(1000.0))
     yield provider
     provider.close()
 

@@ -13,33 +13,19 @@ import pytest
 
 from supervisor.shared.control_client import ControlClient
 from tests.proctree import poll
-from tests.schwab_fixture import DAY, TOKEN_PATH, FakeSchwab, schwab_against, write_token_file
+from tests.schwab_fixture import DAY, TOKEN_PATH, fake, schwab_against, write_token_file  # noqa: F401 (fake: a fixture)
 from tests.test_scanners import make_scan
 from workers import kinds, technical, watchlist, whale_flows
 from workers.providers.base import AuthError
 from workers.providers.schwab_auth import REFUSAL_BACKOFF_S
 from workers.quarantine import Quarantine
 from workers.scanner import ProviderDown
+from tests.clock import Clock
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGIN = "mdw-schwab-login"
 SCANS = [(watchlist.WatchlistScan, "watchlist"), (whale_flows.WhaleFlowsScan, "whale_flows"),
          (technical.MacdScan, "macd"), (technical.VpbScan, "vpb"), (technical.TtmScan, "ttm")]
-
-
-class Clock:
-    def __init__(self, now=1_790_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def fake():
-    server = FakeSchwab().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -70,7 +56,7 @@ def refused(call):
 
 
 def test_a_refused_refresh_token_is_not_retried_by_any_process_until_its_backoff_ends(dead, fake, providers):
-    clock = Clock()
+    clock = Clock(1_790_000_000.0)
     first, second = providers(wall_clock=clock), providers(wall_clock=clock)
     reason = refused(lambda: first.daily_bars("AAPL", 10))
     assert "refused the refresh token (invalid_grant)" in reason and f"run {LOGIN}" in reason
@@ -91,7 +77,7 @@ def test_a_refused_refresh_token_is_not_retried_by_any_process_until_its_backoff
 
 
 def test_a_new_login_is_used_at_once_despite_the_backoff(dead, fake, providers):
-    clock = Clock()
+    clock = Clock(1_790_000_000.0)
     provider = providers(wall_clock=clock)
     refused(lambda: provider.daily_bars("AAPL", 10))
     write_token_file(dead, fake, access="expired-access", expires_in=-60, now=clock.now)  # the login's new token
@@ -101,7 +87,7 @@ def test_a_new_login_is_used_at_once_despite_the_backoff(dead, fake, providers):
 
 def test_refused_app_credentials_back_off_too_and_new_ones_are_tried_at_once(tmp_path, fake, providers):
     write_token_file(tmp_path / "schwab-token.json", fake, access="expired-access", expires_in=-60)
-    clock = Clock()
+    clock = Clock(1_790_000_000.0)
     wrong = providers(app_secret="wrong-secret-value", wall_clock=clock)
     reason = refused(lambda: wrong.daily_bars("AAPL", 10))
     assert "refused the app key and secret (invalid_client) from SCHWAB_APP_KEY/SCHWAB_APP_SECRET" in reason

@@ -13,19 +13,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.schwab_fixture import (CALLBACK_URL, DAY, TOKEN_PATH, Browser, FakeSchwab, authorize_url_in, browser_visit,
+from tests.schwab_fixture import (CALLBACK_URL, DAY, TOKEN_PATH, Browser, authorize_url_in, browser_visit,
                                   write_token_file)
 from workers import schwab_login
 from workers.providers.schwab_tokens import TokenFile
+from tests.schwab_fixture import fake  # noqa: F401 (a fixture: the local FakeSchwab)
 
 NOW = 1_790_000_000.0  # the wall clock these logins run at
-
-
-@pytest.fixture
-def fake():
-    server = FakeSchwab().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

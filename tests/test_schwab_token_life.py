@@ -13,7 +13,7 @@ from api.status import StatusSource
 from api.worker import refresh_token_expiry
 from supervisor.shared.control_client import ControlClient
 from tests.api_support import get
-from tests.schwab_fixture import DAY, FakeSchwab, schwab_against, write_token_file
+from tests.schwab_fixture import DAY, fake, schwab_against, write_token_file  # noqa: F401 (fake: a fixture)
 from tests.test_scanners import make_scan
 from workers import scanner, watchlist
 from workers.providers.schwab import open_from_config
@@ -21,25 +21,11 @@ from workers.providers.schwab_expiry import span
 from workers.providers.schwab_tokens import TokenFile
 from workers.quarantine import Quarantine
 from workers.store import StoreReader
+from tests.clock import Clock
 
 ISSUED = 1_790_000_000.0
 DIES = ISSUED + 7 * DAY
 WARN_BEFORE = 2 * DAY
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def fake():
-    server = FakeSchwab().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

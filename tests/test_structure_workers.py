@@ -10,14 +10,7 @@ from workers.scanner import CycleFailed
 from workers.store import StoreReader, StoreWriter
 from workers.store.market import MarketCache
 from workers.universe import WHALE_SYMBOLS
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
+from tests.clock import Clock
 
 
 def whale_cycle(tmp_path, clock):
