@@ -143,3 +143,24 @@ class Tree:
             except ProcessLookupError:
                 pass
             self.proc.wait(5)
+
+
+def assert_tsla_healed(tree, provider, timeout=10.0):
+    """A watchlist of AAPL, MSFT, TSLA and NVDA fetched one by one whose TSLA never returns: its process
+    is killed for the hang, TSLA handed over and quarantined, the three others stored, and the stop clean.
+    `provider` names the provider whose calls the worker counts."""
+    from supervisor.shared.control_client import ControlClient
+    from workers.store import StoreReader
+
+    tree.wait_log(r"watchlist: stopping pid \d+ \(hang: no heartbeat for [\d.]+s; last beat 'fetch TSLA'\)",
+                  timeout=timeout)
+    tree.wait_log(r"watchlist: handing 'fetch TSLA' to the new incarnation")
+    tree.wait_log(r"watchlist: WARNING quarantine: quarantining TSLA for 900s: the previous process hung on it")
+    tree.wait_log(r"watchlist: INFO scanner: watchlist cycle: symbols 4, fresh 3, stored 3")
+    rows = StoreReader(tree.state_dir).watchlist(order_by="symbol")
+    assert sorted(r["symbol"] for r in rows) == ["AAPL", "MSFT", "NVDA"]
+    status = ControlClient(tree.state_dir / "mdwd.sock").call("status")["workers"][0]
+    assert [q["item"] for q in status["reported"]["quarantined"]] == ["TSLA"]
+    assert status["provider_requests"][provider]["ok"] >= 3
+    poll(lambda: (tree.state_dir / "quarantine-watchlist.json").exists(), 2, what="the quarantine file")
+    assert tree.stop() == 0
