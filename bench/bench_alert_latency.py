@@ -20,7 +20,7 @@ import os
 import threading
 import time
 
-from bench.common import describe, kill_tree, percentile, start_tree, work_dir
+from bench.common import describe, kill_tree, last_beats, percentile, start_tree, work_dir
 from tests.alert_receiver import Receiver
 
 HEARTBEAT_TIMEOUT = 5.0
@@ -28,21 +28,10 @@ TARGET_SLACK = 2.0
 RUNS = 10
 
 
-def beats(path):
-    """pid -> its last beat (monotonic), in the order the pids first beat."""
-    last = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                pid, when = line.split()
-                last[int(pid)] = float(when)
-    return last
-
-
 def watch_deaths(beat_log, deaths, stop):
     """Note when each pid of the beat log stops existing (reaped by mdwd)."""
     while not stop.is_set():
-        for pid in beats(beat_log):
+        for pid in last_beats(beat_log):
             if pid in deaths:
                 continue
             try:
@@ -81,13 +70,13 @@ def measure(directory, receiver, runs):
         stop.set()
         kill_tree(proc)
     arrivals = killed_alerts()
-    last_beats = beats(beat_log)
-    pids = list(last_beats)[:len(arrivals)]
+    beaten = last_beats(beat_log)
+    pids = list(beaten)[:len(arrivals)]
     if len(arrivals) < runs or any(pid not in deaths for pid in pids):
         print(f"only {len(arrivals)} of {runs} hangs were alerted in time; log: {directory}/mdwd.log")
         return 1
-    latency = [arrival - last_beats[pid] for pid, arrival in zip(pids, arrivals)]
-    detection = [deaths[pid] - last_beats[pid] for pid in pids]
+    latency = [arrival - beaten[pid] for pid, arrival in zip(pids, arrivals)]
+    detection = [deaths[pid] - beaten[pid] for pid in pids]
     delivery = [total - found for total, found in zip(latency, detection)]
     target = HEARTBEAT_TIMEOUT + TARGET_SLACK
     print(f"hang -> alert at the receiver: {describe(latency)}")

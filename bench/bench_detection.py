@@ -10,27 +10,16 @@ and hang again, under a real supervisor loop run in this process.
   child), with no backoff configured; target p50 <= 0.15 s.
 """
 import collections
-import os
 import signal
 import sys
 import time
 
-from bench.common import RecordingHost, describe, in_process_supervisor, percentile, work_dir
+from bench.common import RecordingHost, describe, in_process_supervisor, last_beats, percentile, work_dir
 
 HANG_MODES = ("hang_sleep", "busy_loop", "sigstop", "socket_block", "ignore_term", "grandchild_ignores_term")
 HEARTBEAT_TIMEOUT = 1.0
 TARGET_DETECTION_P99 = 0.25
 TARGET_RESPAWN_P50 = 0.150
-
-
-def last_beats(path):
-    """pid -> time of its last beat, from a faulty worker's beat log."""
-    last = {}
-    if os.path.exists(path):
-        for line in open(path):
-            pid, when = line.split()
-            last[int(pid)] = float(when)
-    return last
 
 
 def main(argv=None):

@@ -105,3 +105,15 @@ def best_of(repeats: int, fn) -> tuple[float, object]:
         result = fn()
         best = min(best, time.perf_counter() - started)
     return best, result
+
+
+def last_beats(path):
+    """pid -> the time of its last beat, from a faulty worker's beat log (`pid time` lines), in the order
+    the pids first beat; {} while the log does not exist."""
+    last = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                pid, when = line.split()
+                last[int(pid)] = float(when)
+    return last
