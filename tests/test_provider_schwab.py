@@ -285,12 +285,13 @@ def test_broken_token_file_is_a_clear_auth_error(make, token_path, content, word
 
 def test_still_401_after_refresh_gives_up_with_auth_error(make, fake):
     fake.misbehave(HISTORY, "status", status=401)
-    error, elapsed = timed(make().daily_bars, "AAPL")
+    # a deadline this test is not about: under load, 0.3 s for a 401, a refresh and a retry can run out first
+    error, elapsed = timed(make(call_timeout_s=5.0).daily_bars, "AAPL")
     assert isinstance(error, AuthError) and "still rejected" in str(error)
     assert fake.hits(TOKEN_PATH) == 1 and fake.hits(HISTORY) == 2
     fake.misbehave(QUOTES, "status", status=401)
     with pytest.raises(AuthError):
-        make().quotes(["AAPL"])  # quotes never hide an auth failure in `errors`
+        make(call_timeout_s=5.0).quotes(["AAPL"])  # quotes never hide an auth failure in `errors`
 
 
 def test_hung_token_endpoint_is_bounded_by_the_call_deadline(make, fake, token_path):
